@@ -1,0 +1,353 @@
+//! Configuration loading: a working directory and an environment become one validated,
+//! immutable [`Runtime`]. Every problem is collected and reported together, each with its
+//! file or variable, JSON path and reason; nothing is read again while requests are served.
+
+pub mod bindings;
+pub mod destinations;
+pub mod environment;
+pub mod problem;
+pub mod settings;
+pub mod xs_app;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use http::{HeaderValue, Method};
+
+use crate::response_headers::ResponseHeaderPolicy;
+use crate::routing::{DestinationRef, Route, RouteSpec, RouteTable, RouteTo};
+use bindings::{AuthServiceKind, Bindings};
+pub use destinations::Destination;
+pub use environment::Environment;
+pub use problem::{ConfigError, ConfigProblem, Problems};
+pub use settings::Settings;
+use xs_app::{AuthenticationMethod, AuthenticationType, RouteDef, RouteTargetDef, XsApp};
+
+pub const XS_APP_FILE: &str = "xs-app.json";
+/// The directory approuter serves by default when no route has `localDir`.
+pub const DEFAULT_RESOURCES_DIR: &str = "resources";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{} not found: the working directory must contain the approuter descriptor (use -w DIR)", .0.display())]
+    MissingXsApp(PathBuf),
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Everything the router needs to serve requests, validated once at start-up.
+#[derive(Debug)]
+pub struct Runtime {
+    pub workdir: PathBuf,
+    pub settings: Settings,
+    pub xs_app: XsApp,
+    pub routes: RouteTable,
+    pub destinations: BTreeMap<String, Arc<Destination>>,
+    pub bindings: Bindings,
+    pub response_headers: ResponseHeaderPolicy,
+    /// Things worth a warning at start-up that do not stop it.
+    pub warnings: Vec<String>,
+}
+
+impl Runtime {
+    /// Loads `xs-app.json` from `workdir` and the rest from `env` (merged with `default-env.json`).
+    pub fn load(workdir: &Path, mut env: Environment) -> Result<Self, LoadError> {
+        let xs_app_path = workdir.join(XS_APP_FILE);
+        let text = match std::fs::read_to_string(&xs_app_path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LoadError::MissingXsApp(xs_app_path));
+            }
+            Err(source) => {
+                return Err(LoadError::Unreadable {
+                    path: xs_app_path,
+                    source,
+                });
+            }
+        };
+        let workdir = workdir
+            .canonicalize()
+            .map_err(|source| LoadError::Unreadable {
+                path: workdir.to_owned(),
+                source,
+            })?;
+        let mut problems = Problems::default();
+        env.merge_default_env(&workdir, &mut problems);
+        let settings = Settings::from_env(&env, &mut problems);
+        let xs_app = xs_app::parse(&text, &xs_app_path.display().to_string(), &mut problems);
+        let destinations = match env.non_empty("destinations") {
+            Some(text) => destinations::parse(text, "env destinations", &mut problems),
+            None => BTreeMap::new(),
+        };
+        let bindings = Bindings::from_env(&env, &mut problems);
+        let response_headers = ResponseHeaderPolicy::from_config(
+            settings.as_ref().is_none_or(|s| s.send_x_frame_options),
+            env.non_empty("httpHeaders"),
+            &xs_app.response_headers,
+            &mut problems,
+        );
+
+        let mut builder = RouteBuilder {
+            origin: xs_app_path.display().to_string(),
+            workdir: &workdir,
+            destinations: &destinations,
+            authentication_method: xs_app.authentication_method,
+            xsuaa_bound: bindings
+                .auth_service(AuthServiceKind::Xsuaa, &env, &mut problems)
+                .is_some(),
+            ias_bound: bindings
+                .auth_service(AuthServiceKind::Ias, &env, &mut problems)
+                .is_some(),
+            host_pattern: settings
+                .as_ref()
+                .and_then(|s| s.destination_host_pattern.clone()),
+            problems: &mut problems,
+        };
+        let routes = builder.build(&xs_app);
+        builder.check_destination_options(&xs_app);
+        let Some(settings) = settings else {
+            return Err(problems.into_error().into());
+        };
+        let runtime = problems.into_result(Runtime {
+            workdir,
+            settings,
+            xs_app,
+            routes,
+            destinations: destinations
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+            bindings,
+            response_headers,
+            warnings: Vec::new(),
+        })?;
+        Ok(runtime.with_warnings())
+    }
+
+    fn with_warnings(mut self) -> Self {
+        let login_routes = self
+            .routes
+            .routes()
+            .iter()
+            .filter(|r| r.authentication.is_some())
+            .count();
+        if login_routes > 0 {
+            self.warnings.push(format!(
+                "{login_routes} route(s) require authentication; user login is not available in this version, so they answer 401 (set \"authenticationMethod\": \"none\" or \"authenticationType\": \"none\" for public routes)"
+            ));
+        }
+        for d in self.destinations.values().filter(|d| !d.strict_ssl) {
+            self.warnings.push(format!(
+                "destination `{}` has strictSSL false: its server certificate is not verified",
+                d.name
+            ));
+        }
+        self
+    }
+
+    pub fn destination(&self, name: &str) -> Option<&Arc<Destination>> {
+        self.destinations.get(name)
+    }
+}
+
+/// Compiles xs-app.json routes against the destinations and bindings.
+struct RouteBuilder<'a> {
+    origin: String,
+    workdir: &'a Path,
+    destinations: &'a BTreeMap<String, Destination>,
+    authentication_method: AuthenticationMethod,
+    xsuaa_bound: bool,
+    ias_bound: bool,
+    host_pattern: Option<String>,
+    problems: &'a mut Problems,
+}
+
+impl RouteBuilder<'_> {
+    fn build(&mut self, xs_app: &XsApp) -> RouteTable {
+        let mut routes = Vec::new();
+        for (i, def) in xs_app.routes.iter().enumerate() {
+            if let Some(route) = self.route(i, def) {
+                routes.push(route);
+            }
+        }
+        let has_local_dir = xs_app
+            .routes
+            .iter()
+            .any(|r| matches!(r.to, RouteTargetDef::LocalDir(_)));
+        let resources = self.workdir.join(DEFAULT_RESOURCES_DIR);
+        if !has_local_dir && resources.is_dir() {
+            let implicit = RouteSpec {
+                position: None,
+                source: "^/(.*)$".to_owned(),
+                match_case: true,
+                target: None,
+                to: RouteTo::LocalDir(resources),
+                methods: None,
+                authentication: self.authentication(None),
+                csrf_protection: true,
+                scope: None,
+                cache_control: None,
+                identity_provider: None,
+            };
+            if let Ok(route) = Route::compile(implicit) {
+                routes.push(route);
+            }
+        }
+        let host_pattern =
+            self.host_pattern
+                .as_deref()
+                .and_then(|p| match fancy_regex::Regex::new(p) {
+                    Ok(regex) => Some(regex),
+                    Err(err) => {
+                        self.problems.push(
+                            "env DESTINATION_HOST_PATTERN",
+                            "$",
+                            format!("invalid regular expression: {err}"),
+                        );
+                        None
+                    }
+                });
+        RouteTable::new(routes, host_pattern)
+    }
+
+    /// The authentication a route requires (`None`: public), resolved as approuter does.
+    fn authentication(&self, declared: Option<AuthenticationType>) -> Option<AuthenticationType> {
+        if self.authentication_method == AuthenticationMethod::None {
+            return None;
+        }
+        match declared {
+            Some(AuthenticationType::None) => None,
+            Some(kind) => Some(kind),
+            None if !self.xsuaa_bound && self.ias_bound => Some(AuthenticationType::Ias),
+            None => Some(AuthenticationType::Xsuaa),
+        }
+    }
+
+    fn route(&mut self, i: usize, def: &RouteDef) -> Option<Route> {
+        let path = format!("$.routes[{i}]");
+        let origin = self.origin.clone();
+        let to = match &def.to {
+            RouteTargetDef::Destination(name) => self.destination_ref(name, &origin, &path)?,
+            RouteTargetDef::LocalDir(dir) => {
+                let full = self.workdir.join(dir);
+                match full.canonicalize() {
+                    Ok(canonical) if canonical.is_dir() => RouteTo::LocalDir(canonical),
+                    _ => {
+                        self.problems.push(
+                            &origin,
+                            format!("{path}.localDir"),
+                            format!(
+                                "`{dir}` is not a directory under {}",
+                                self.workdir.display()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            RouteTargetDef::Service { name, endpoint } => {
+                self.problems.push(
+                    &origin,
+                    format!("{path}.service"),
+                    format!("business service routes (`service`: `{name}`) are not supported by this version yet"),
+                );
+                let _ = endpoint;
+                return None;
+            }
+        };
+        let methods = def.http_methods.as_ref().map(|methods| {
+            methods
+                .iter()
+                .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                .collect::<Vec<_>>()
+        });
+        let spec = RouteSpec {
+            position: Some(i),
+            source: def.source.pattern.clone(),
+            match_case: def.source.match_case,
+            target: def.target.clone(),
+            to,
+            methods,
+            authentication: self.authentication(def.authentication_type),
+            csrf_protection: def.csrf_protection,
+            scope: def.scope.clone(),
+            cache_control: def
+                .cache_control
+                .as_deref()
+                .and_then(|c| HeaderValue::from_str(c).ok()),
+            identity_provider: def.identity_provider.clone(),
+        };
+        match Route::compile(spec) {
+            Ok(route) => Some(route),
+            Err(reason) => {
+                self.problems
+                    .push(&origin, format!("{path}.source"), reason);
+                None
+            }
+        }
+    }
+
+    fn destination_ref(&mut self, name: &str, origin: &str, path: &str) -> Option<RouteTo> {
+        let at = format!("{path}.destination");
+        if name == "*" {
+            if self.host_pattern.is_none() {
+                self.problems.push(
+                    origin,
+                    at,
+                    "destination `*` needs the DESTINATION_HOST_PATTERN environment variable",
+                );
+                return None;
+            }
+            return Some(RouteTo::Destination(DestinationRef::FromHost));
+        }
+        if let Some(n) = name.strip_prefix('$') {
+            return match n.parse::<usize>() {
+                Ok(n) if n >= 1 => Some(RouteTo::Destination(DestinationRef::Group(n))),
+                _ => {
+                    self.problems.push(
+                        origin,
+                        at,
+                        format!("`{name}` is not a capture group reference like `$1`"),
+                    );
+                    None
+                }
+            };
+        }
+        if !self.destinations.contains_key(name) {
+            self.problems.push(
+                origin,
+                at,
+                format!("unknown destination `{name}`: it is not in the `destinations` environment variable"),
+            );
+            return None;
+        }
+        Some(RouteTo::Destination(DestinationRef::Named(name.to_owned())))
+    }
+
+    /// xs-app.json `destinations` entries must name destinations some route uses.
+    fn check_destination_options(&mut self, xs_app: &XsApp) {
+        let dynamic = xs_app.routes.iter().any(
+            |r| matches!(&r.to, RouteTargetDef::Destination(d) if d == "*" || d.starts_with('$')),
+        );
+        for name in xs_app.destinations.keys() {
+            let used = xs_app
+                .routes
+                .iter()
+                .any(|r| matches!(&r.to, RouteTargetDef::Destination(d) if d == name));
+            if !used && !dynamic {
+                self.problems.push(
+                    &self.origin,
+                    format!("$.destinations.{name}"),
+                    "no route uses this destination",
+                );
+            }
+        }
+    }
+}

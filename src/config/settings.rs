@@ -1,0 +1,92 @@
+//! Scalar settings taken from environment variables (`PORT`, `SEND_XFRAMEOPTIONS`, ...).
+//!
+//! Layered with the `config` crate: built-in defaults, then the environment snapshot (which
+//! already includes `default-env.json`). JSON-valued variables (`destinations`, `httpHeaders`,
+//! `VCAP_SERVICES`) are parsed by their own modules with serde, where errors can name a path.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::environment::Environment;
+use super::problem::Problems;
+
+/// Variables read through this module, by their exact (case-sensitive) names.
+const KEYS: &[&str] = &[
+    "PORT",
+    "XS_BIND_ADDRESS",
+    "SEND_XFRAMEOPTIONS",
+    "DESTINATION_HOST_PATTERN",
+    "SESSION_TIMEOUT",
+    "XSROUTER_SHUTDOWN_TIMEOUT",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+struct RawSettings {
+    port: u16,
+    xs_bind_address: String,
+    send_xframeoptions: bool,
+    destination_host_pattern: Option<String>,
+    session_timeout: Option<u64>,
+    xsrouter_shutdown_timeout: u64,
+}
+
+/// Settings from the environment, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `PORT` (default 5000; 0 picks a free port).
+    pub port: u16,
+    /// `XS_BIND_ADDRESS` (default `0.0.0.0`).
+    pub bind_address: String,
+    /// `SEND_XFRAMEOPTIONS` (default true): add `x-frame-options: SAMEORIGIN`.
+    pub send_x_frame_options: bool,
+    /// `DESTINATION_HOST_PATTERN`: regex on the host; group 1 names the destination of `*` routes.
+    pub destination_host_pattern: Option<String>,
+    /// `SESSION_TIMEOUT` in minutes, overriding xs-app.json `sessionTimeout`.
+    pub session_timeout_minutes: Option<u64>,
+    /// `XSROUTER_SHUTDOWN_TIMEOUT` in seconds (default 30): how long in-flight requests may
+    /// finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env(env: &Environment, problems: &mut Problems) -> Option<Self> {
+        let source: config::Map<String, String> = KEYS
+            .iter()
+            .filter_map(|key| Some((key.to_string(), env.non_empty(key)?.to_owned())))
+            .collect();
+        let built = config::Config::builder()
+            .set_default("port", 5000)
+            .and_then(|b| b.set_default("xs_bind_address", "0.0.0.0"))
+            .and_then(|b| b.set_default("send_xframeoptions", true))
+            .and_then(|b| b.set_default("xsrouter_shutdown_timeout", 30))
+            .map(|b| {
+                b.add_source(
+                    config::Environment::default()
+                        .source(Some(source))
+                        .try_parsing(true),
+                )
+            })
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize::<RawSettings>());
+        match built {
+            Ok(raw) => {
+                if raw.session_timeout == Some(0) {
+                    problems.push("env SESSION_TIMEOUT", "$", "must be at least 1 (minutes)");
+                }
+                Some(Settings {
+                    port: raw.port,
+                    bind_address: raw.xs_bind_address,
+                    send_x_frame_options: raw.send_xframeoptions,
+                    destination_host_pattern: raw.destination_host_pattern,
+                    session_timeout_minutes: raw.session_timeout,
+                    shutdown_timeout: Duration::from_secs(raw.xsrouter_shutdown_timeout),
+                })
+            }
+            Err(err) => {
+                problems.push("environment", "$", err.to_string());
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! xsrouter: a drop-in replacement for SAP's Node.js application router.
+//!
+//! Data flows one way: [`server`] accepts a request, [`pipeline`] checks its path and finds its
+//! route ([`routing`]), then serves a local file ([`static_files`]) or forwards it ([`proxy`])
+//! through the destination's client ([`upstream`]). [`config`] builds the immutable runtime all
+//! of this reads.
+
+pub mod config;
+pub mod demo;
+pub mod pipeline;
+pub mod proxy;
+pub mod rejection;
+pub mod response_headers;
+pub mod routing;
+pub mod server;
+pub mod static_files;
+pub mod upstream;
+
+/// Makes ring the process-wide rustls provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,193 @@
+//! The `xsrouter` command: run the router on an approuter working directory, check a
+//! configuration, or start the demo.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use xsrouter::config::{Environment, Runtime};
+use xsrouter::pipeline::AppState;
+use xsrouter::routing::RouteTo;
+use xsrouter::server::{self, Stopped};
+use xsrouter::upstream::Upstreams;
+
+#[derive(Parser)]
+#[command(
+    name = "xsrouter",
+    version,
+    about = "Application router: a drop-in replacement for @sap/approuter"
+)]
+struct Cli {
+    /// Working directory holding xs-app.json (and optionally default-env.json, resources/).
+    #[arg(short = 'w', long = "workdir", global = true, default_value = ".")]
+    workdir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and validate the configuration, print a summary, and exit.
+    Check,
+    /// Start the example (xs-app/) with a demo backend on loopback.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    xsrouter::install_crypto_provider();
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot start the async runtime")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xsrouter: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("LOG_LEVEL"))
+        .unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Check) => check(&cli.workdir),
+        Some(Command::Demo) => demo().await,
+        None => {
+            let runtime = Runtime::load(&cli.workdir, Environment::from_process())?;
+            serve(runtime).await
+        }
+    }
+}
+
+fn check(workdir: &Path) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::load(workdir, Environment::from_process())?;
+    println!("configuration OK: {}", runtime.workdir.display());
+    println!("routes ({}):", runtime.routes.routes().len());
+    for route in runtime.routes.routes() {
+        let to = match &route.to {
+            RouteTo::Destination(d) => format!("destination {d:?}"),
+            RouteTo::LocalDir(dir) => format!("localDir {}", dir.display()),
+            RouteTo::Service { name, .. } => format!("service {name}"),
+        };
+        let auth = route.authentication.map_or("none", |a| a.as_str());
+        let position = route
+            .position
+            .map_or("implicit".to_owned(), |p| format!("#{p}"));
+        println!(
+            "  {position} {} -> {to} (authentication: {auth})",
+            route.source
+        );
+    }
+    println!("destinations ({}):", runtime.destinations.len());
+    for d in runtime.destinations.values() {
+        println!(
+            "  {} -> {} (timeout {} ms{}{})",
+            d.name,
+            d.url,
+            d.timeout.as_millis(),
+            if d.forward_auth_token {
+                ", forwardAuthToken"
+            } else {
+                ""
+            },
+            if d.forward_auth_certificates {
+                ", forwardAuthCertificates"
+            } else {
+                ""
+            },
+        );
+    }
+    for warning in &runtime.warnings {
+        println!("warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
+    for warning in &runtime.warnings {
+        tracing::warn!("{warning}");
+    }
+    let addr = format!(
+        "{}:{}",
+        runtime.settings.bind_address, runtime.settings.port
+    );
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let grace = runtime.settings.shutdown_timeout;
+    let upstreams = Upstreams::build(&runtime)?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, workdir = %runtime.workdir.display(), routes = runtime.routes.routes().len(), "xsrouter listening");
+    let state = AppState::new(Arc::new(runtime), upstreams);
+    finish(server::serve(listener, state, server::termination_signal(), grace).await?)
+}
+
+fn finish(stopped: Stopped) -> anyhow::Result<ExitCode> {
+    match stopped {
+        Stopped::Drained => tracing::info!("stopped"),
+        Stopped::GraceExpired => {
+            tracing::warn!("stopped with requests still in flight after the grace period")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo() -> anyhow::Result<ExitCode> {
+    let repo = std::env::current_dir()?;
+    let backend = xsrouter::demo::start_echo_backend(0).await?;
+    let runtime = xsrouter::demo::demo_runtime(&repo, backend.addr, Environment::from_process())?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", runtime.settings.port).parse()?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let grace = runtime.settings.shutdown_timeout;
+    let state = xsrouter::demo::demo_state(runtime)?;
+    let server = tokio::spawn(server::serve(
+        listener,
+        state,
+        server::termination_signal(),
+        grace,
+    ));
+
+    println!("xsrouter demo");
+    println!("  router:        http://{local}/  (xs-app/xs-app.json)");
+    println!(
+        "  demo backend:  http://{}/  (destination `backend` from destinations/demo.json)",
+        backend.addr
+    );
+    println!("  try:  curl -i http://{local}/            # welcome file redirect");
+    println!("        curl -i http://{local}/index.html  # static page from xs-app/resources");
+    println!("        curl -i http://{local}/api/hello   # routed to the backend");
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let response = client
+        .get(format!("http://{local}/api/hello?from=demo"))
+        .send()
+        .await?;
+    println!("\nGET /api/hello?from=demo -> {}", response.status());
+    println!("{}", response.text().await?);
+    println!("Press Ctrl-C to stop.");
+    finish(server.await??)
+}

@@ -1,0 +1,122 @@
+//! Forwarding a request to a destination and streaming the answer back.
+//!
+//! Both bodies stream: nothing is buffered beyond what hyper holds in flight. Upstream failures
+//! map to 502 (refused, reset, garbage) and 504 (idle beyond the destination `timeout`).
+
+pub mod headers;
+pub mod idle;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures_util::StreamExt;
+use http::request::Parts;
+use http_body::Body as _;
+
+use crate::config::Destination;
+use crate::rejection::Rejection;
+use crate::upstream::UpstreamClient;
+use headers::{CookiePolicy, ForwardedFrom, RequestHeaderRules, remove_hop_by_hop};
+use idle::{Activity, IdleTimeoutBody, until_idle};
+
+/// One request on its way to a destination.
+pub struct Forward<'a> {
+    pub destination: &'a Destination,
+    pub client: &'a UpstreamClient,
+    /// The URL (path and query) after target rewriting.
+    pub url: &'a str,
+    pub peer: SocketAddr,
+    pub scheme: &'static str,
+    /// Whether the route is public (the client's `Authorization` then passes through).
+    pub public_route: bool,
+    pub session_cookie: &'a str,
+}
+
+impl Forward<'_> {
+    pub async fn send(self, mut parts: Parts, body: Body) -> Result<Response, Rejection> {
+        let destination = self.destination;
+        let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        });
+        let rules = RequestHeaderRules {
+            preserve_host: destination.preserve_host_header,
+            set_x_forwarded: destination.set_x_forwarded_headers,
+            drop_authorization: !self.public_route,
+            cookies: CookiePolicy {
+                session_cookie: self.session_cookie,
+            },
+        };
+        rules.apply(
+            &mut parts.headers,
+            &ForwardedFrom {
+                peer: self.peer,
+                scheme: self.scheme,
+                host: host.as_ref(),
+                path: parts.uri.path(),
+            },
+        );
+
+        let url = self.client.url_for(self.url);
+        let url = reqwest::Url::parse(&url)
+            .map_err(|_| Rejection::BadRequest("Bad Request: invalid target URL"))?;
+        let mut request = reqwest::Request::new(parts.method, url);
+        *request.headers_mut() = parts.headers;
+
+        let activity = Activity::new();
+        if !body.is_end_stream() {
+            let touch = activity.clone();
+            let stream = body.into_data_stream().map(move |chunk| {
+                touch.touch();
+                chunk
+            });
+            *request.body_mut() = Some(reqwest::Body::wrap_stream(stream));
+        }
+
+        let sent = until_idle(
+            self.client.http().execute(request),
+            &activity,
+            destination.timeout,
+        )
+        .await;
+        let upstream = match sent {
+            Err(_) => {
+                tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
+                return Err(Rejection::GatewayTimeout);
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
+                return Err(if err.is_timeout() {
+                    Rejection::GatewayTimeout
+                } else {
+                    Rejection::BadGateway("Bad Gateway")
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+
+        let upstream: http::Response<reqwest::Body> = upstream.into();
+        let (mut parts, body) = upstream.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        let body = Body::new(IdleTimeoutBody::new(body, destination.timeout));
+        let mut response = Response::new(body);
+        *response.status_mut() = parts.status;
+        *response.headers_mut() = parts.headers;
+        Ok(response)
+    }
+}
+
+/// The error and its causes on one line (no URLs with credentials: destinations carry none).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,64 @@
+//! Error answers the router gives itself: a status, a short plain-text reason and nothing
+//! internal. Details go to the log, never to the client.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode, header};
+
+/// A request the router refuses or cannot complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    BadRequest(&'static str),
+    Unauthorized(&'static str),
+    NotFound(&'static str),
+    MethodNotAllowed { allow: String },
+    BadGateway(&'static str),
+    GatewayTimeout,
+    ServiceUnavailable(&'static str),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest(r)
+            | Self::Unauthorized(r)
+            | Self::NotFound(r)
+            | Self::BadGateway(r)
+            | Self::ServiceUnavailable(r) => r,
+            Self::MethodNotAllowed { .. } => "Method Not Allowed",
+            Self::GatewayTimeout => "Gateway Timeout",
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(format!("{}\n", self.reason())));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+        );
+        if let Self::MethodNotAllowed { allow } = &self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            headers.insert(header::ALLOW, value);
+        }
+        response
+    }
+}

@@ -1,0 +1,80 @@
+//! The listening side: binds the port, serves the pipeline, and shuts down gracefully — on the
+//! shutdown signal it stops accepting, lets in-flight requests finish, and gives up after the
+//! configured grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::pipeline::{self, AppState};
+
+/// The axum application: one fallback handler that runs the whole pipeline.
+pub fn app(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .fallback(pipeline::handle)
+        .with_state(state)
+}
+
+/// Outcome of [`serve`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every in-flight request finished.
+    Drained,
+    /// The grace period ran out with requests still in flight.
+    GraceExpired,
+}
+
+/// Serves until `shutdown` completes, then drains for at most `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<Stopped> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map(|()| Stopped::Drained),
+        _ = stopping_rx => {}
+    }
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections, finishing requests in flight"
+    );
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.map(|()| Stopped::Drained),
+        Err(_) => Ok(Stopped::GraceExpired),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
