@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod pipeline;
 pub mod proxy;
 pub mod rejection;

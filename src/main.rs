@@ -140,7 +140,18 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     let upstreams = Upstreams::build(&runtime)?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, workdir = %runtime.workdir.display(), routes = runtime.routes.routes().len(), "xsrouter listening");
+    for bound in [&runtime.identities.xsuaa, &runtime.identities.ias]
+        .into_iter()
+        .flatten()
+    {
+        xsrouter::identity::rotation::log_certificate(
+            xsrouter::identity::kind_name(bound.kind),
+            &bound.binding,
+            &bound.identity.leaf,
+        );
+    }
     let state = AppState::new(Arc::new(runtime), upstreams);
+    let _watcher = state.spawn_credential_watcher();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)
 }
 

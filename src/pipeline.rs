@@ -47,6 +47,17 @@ impl AppState {
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime
     }
+
+    /// Starts re-reading the bound credentials on the configured interval and on SIGHUP.
+    pub fn spawn_credential_watcher(&self) -> tokio::task::JoinHandle<()> {
+        let runtime = self.runtime();
+        tokio::spawn(crate::identity::rotation::watch(
+            self.inner.upstreams.identities().clone(),
+            runtime.env.clone(),
+            runtime.workdir.clone(),
+            runtime.settings.credentials_poll_interval,
+        ))
+    }
 }
 
 /// The router's single handler: every request comes through here.
@@ -142,9 +153,11 @@ async fn dispatch(
         }
         RouteTo::Destination(_) => {
             let name = found.destination.as_deref().unwrap_or_default();
-            let (Some(destination), Some(client)) =
-                (runtime.destination(name), state.inner.upstreams.get(name))
-            else {
+            let client = state
+                .inner
+                .upstreams
+                .client(name, found.route.authentication);
+            let (Some(destination), Some(client)) = (runtime.destination(name), client) else {
                 tracing::debug!(destination = %name, "no such destination");
                 return Err(Rejection::NotFound("Not Found: unknown destination"));
             };

@@ -17,7 +17,6 @@ use tokio_util::io::ReaderStream;
 use crate::rejection::Rejection;
 
 const INDEX_FILE: &str = "index.html";
-const DEFAULT_CACHE_CONTROL: &str = "public, max-age=0";
 
 /// What to serve and how.
 pub struct StaticRequest<'a> {
@@ -70,12 +69,9 @@ pub async fn serve(req: StaticRequest<'_>) -> Response {
     let etag = etag(meta.len(), modified);
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, content_type(&file));
-    headers.insert(
-        header::CACHE_CONTROL,
-        req.cache_control
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(DEFAULT_CACHE_CONTROL)),
-    );
+    if let Some(cache_control) = req.cache_control {
+        headers.insert(header::CACHE_CONTROL, cache_control.clone());
+    }
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, value);
     }

@@ -140,11 +140,13 @@ async fn routes_that_need_login_fail_closed() {
             {"source": "^/default/(.*)$", "target": "/$1", "destination": "d"}
         ]
     }));
-    let router = Router::start(
-        dir.path(),
-        &[("destinations", destinations(&[("d", up.url())]))],
-    )
-    .await;
+    let vcap = json!({"xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"],
+        "credentials": {"clientid": "sb-app", "clientsecret": "s3cr3t", "url": "https://uaa.example"}}]});
+    let env = [
+        ("destinations", destinations(&[("d", up.url())])),
+        ("VCAP_SERVICES", vcap.to_string()),
+    ];
+    let router = Router::start(dir.path(), &env).await;
     let c = client();
     assert_eq!(
         url_seen(c.get(router.url("/public/x")).send().await.expect("send")).await,
@@ -178,4 +180,20 @@ async fn bad_request_paths_are_refused_before_routing() {
         assert_eq!(response.status, 400, "{path}");
     }
     assert_eq!(up.connections(), 0);
+}
+
+#[tokio::test]
+async fn a_route_that_names_an_unbound_login_service_stops_start_up() {
+    let dir = WorkDir::new(&json!({
+        "routes": [{"source": "^/(.*)$", "destination": "d", "authenticationType": "ias"}]
+    }));
+    let env = [(
+        "destinations",
+        destinations(&[("d", "http://127.0.0.1:9".to_owned())]),
+    )];
+    let err = match Router::try_start(dir.path(), &env).await {
+        Ok(_) => panic!("start-up should fail"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("$.routes[0].authenticationType: the route requires IAS login, but no IAS service is bound"), "{err}");
 }

@@ -27,6 +27,8 @@ pub enum ProxyType {
 #[derive(Debug, Clone)]
 pub struct Destination {
     pub name: String,
+    /// Index in the `destinations` array, for error paths.
+    pub position: usize,
     /// Base URL; the route's path is appended to it.
     pub url: Url,
     /// Forward proxy (`proxyHost` + `proxyPort`), as `http://host:port` unless a scheme is given.
@@ -130,7 +132,7 @@ pub fn parse(text: &str, origin: &str, problems: &mut Problems) -> BTreeMap<Stri
                 continue;
             }
         };
-        let Some(destination) = validate(def, origin, &path, problems) else {
+        let Some(destination) = validate(def, i, origin, &path, problems) else {
             continue;
         };
         if out.contains_key(&destination.name) {
@@ -148,6 +150,7 @@ pub fn parse(text: &str, origin: &str, problems: &mut Problems) -> BTreeMap<Stri
 
 fn validate(
     def: DestinationDef,
+    position: usize,
     origin: &str,
     path: &str,
     problems: &mut Problems,
@@ -255,6 +258,7 @@ fn validate(
     }
     Some(Destination {
         name: def.name,
+        position,
         url: url?,
         proxy,
         forward_auth_token: def.forward_auth_token.unwrap_or(false),

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use http::{HeaderValue, Method};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::identity::{self, BoundIdentities};
 
 use crate::response_headers::ResponseHeaderPolicy;
 use crate::routing::{DestinationRef, Route, RouteSpec, RouteTable, RouteTo};
@@ -51,6 +55,12 @@ pub struct Runtime {
     pub routes: RouteTable,
     pub destinations: BTreeMap<String, Arc<Destination>>,
     pub bindings: Bindings,
+    /// Certificates and keys of the bound XSUAA / IAS services, as loaded at start-up.
+    pub identities: BoundIdentities,
+    /// Extra trusted roots for outbound TLS (`XS_CACERT_PATH`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The environment snapshot (with default-env.json), kept for credential reloads.
+    pub env: Environment,
     pub response_headers: ResponseHeaderPolicy,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
@@ -86,7 +96,7 @@ impl Runtime {
             Some(text) => destinations::parse(text, "env destinations", &mut problems),
             None => BTreeMap::new(),
         };
-        let bindings = Bindings::from_env(&env, &mut problems);
+        let bindings = Bindings::load(&env, &workdir, &mut problems);
         let response_headers = ResponseHeaderPolicy::from_config(
             settings.as_ref().is_none_or(|s| s.send_x_frame_options),
             env.non_empty("httpHeaders"),
@@ -94,17 +104,24 @@ impl Runtime {
             &mut problems,
         );
 
+        let xsuaa = bindings.auth_service(AuthServiceKind::Xsuaa, &env, &mut problems);
+        let ias = bindings.auth_service(AuthServiceKind::Ias, &env, &mut problems);
+        let (xsuaa_bound, ias_bound) = (xsuaa.is_some(), ias.is_some());
+        let identities = BoundIdentities {
+            xsuaa: xsuaa
+                .and_then(|b| bound_identity(AuthServiceKind::Xsuaa, b, &env, &mut problems)),
+            ias: ias.and_then(|b| bound_identity(AuthServiceKind::Ias, b, &env, &mut problems)),
+        };
+        check_certificate_destinations(&destinations, &identities, &mut problems);
+        let extra_roots = extra_roots(&env, &mut problems);
+
         let mut builder = RouteBuilder {
             origin: xs_app_path.display().to_string(),
             workdir: &workdir,
             destinations: &destinations,
             authentication_method: xs_app.authentication_method,
-            xsuaa_bound: bindings
-                .auth_service(AuthServiceKind::Xsuaa, &env, &mut problems)
-                .is_some(),
-            ias_bound: bindings
-                .auth_service(AuthServiceKind::Ias, &env, &mut problems)
-                .is_some(),
+            xsuaa_bound,
+            ias_bound,
             host_pattern: settings
                 .as_ref()
                 .and_then(|s| s.destination_host_pattern.clone()),
@@ -125,6 +142,9 @@ impl Runtime {
                 .map(|(k, v)| (k, Arc::new(v)))
                 .collect(),
             bindings,
+            identities,
+            extra_roots,
+            env,
             response_headers,
             warnings: Vec::new(),
         })?;
@@ -149,12 +169,91 @@ impl Runtime {
                 d.name
             ));
         }
+        // Cloud Foundry passes client certificates through only on `.cert.` domains.
+        if self.env.non_empty("VCAP_APPLICATION").is_some() {
+            for d in self
+                .destinations
+                .values()
+                .filter(|d| d.forward_auth_certificates)
+            {
+                let host = d.url.host_str().unwrap_or_default();
+                if !host.split('.').any(|label| label == "cert") {
+                    self.warnings.push(format!(
+                        "destination `{}` forwards the client certificate, but its host `{host}` has no `.cert.` segment: on Cloud Foundry the platform router only passes client certificates on such domains",
+                        d.name
+                    ));
+                }
+            }
+        }
         self
     }
 
     pub fn destination(&self, name: &str) -> Option<&Arc<Destination>> {
         self.destinations.get(name)
     }
+}
+
+fn bound_identity(
+    kind: AuthServiceKind,
+    binding: &bindings::ServiceBinding,
+    env: &Environment,
+    problems: &mut Problems,
+) -> Option<identity::BoundIdentity> {
+    match identity::identity_of(kind, binding, env) {
+        Ok(found) => found,
+        Err(problem) => {
+            problems.push(&problem.origin, problem.path, problem.reason);
+            None
+        }
+    }
+}
+
+/// A destination that forwards certificates needs a bound identity.
+fn check_certificate_destinations(
+    destinations: &BTreeMap<String, Destination>,
+    identities: &BoundIdentities,
+    problems: &mut Problems,
+) {
+    if !identities.is_empty() {
+        return;
+    }
+    for d in destinations
+        .values()
+        .filter(|d| d.forward_auth_certificates)
+    {
+        problems.push(
+            "env destinations",
+            format!("$[{}].forwardAuthCertificates", d.position),
+            format!(
+                "destination `{}` forwards the router's client certificate, but no bound XSUAA or IAS service has a certificate and key",
+                d.name
+            ),
+        );
+    }
+}
+
+/// `XS_CACERT_PATH`: PEM files (separated by `:`) whose certificates outbound TLS also trusts.
+fn extra_roots(env: &Environment, problems: &mut Problems) -> Vec<CertificateDer<'static>> {
+    let mut roots = Vec::new();
+    let Some(paths) = env.non_empty("XS_CACERT_PATH") else {
+        return roots;
+    };
+    for path in paths.split(':').map(str::trim).filter(|p| !p.is_empty()) {
+        let origin = format!("env XS_CACERT_PATH ({path})");
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                problems.push(&origin, "$", format!("cannot read: {err}"));
+                continue;
+            }
+        };
+        match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+            Ok(certs) if !certs.is_empty() => roots.extend(certs),
+            Ok(_) => problems.push(&origin, "$", "holds no PEM certificate"),
+            Err(err) => problems.push(&origin, "$", format!("not valid PEM: {err}")),
+        }
+    }
+    roots
 }
 
 /// Compiles xs-app.json routes against the destinations and bindings.
@@ -262,6 +361,7 @@ impl RouteBuilder<'_> {
                 return None;
             }
         };
+        self.check_bound(def.authentication_type, &origin, &path);
         let methods = def.http_methods.as_ref().map(|methods| {
             methods
                 .iter()
@@ -292,6 +392,23 @@ impl RouteBuilder<'_> {
                 None
             }
         }
+    }
+
+    /// approuter refuses to start when a route names an authentication service that is not bound.
+    fn check_bound(&mut self, declared: Option<AuthenticationType>, origin: &str, path: &str) {
+        if self.authentication_method == AuthenticationMethod::None {
+            return;
+        }
+        let missing = match declared {
+            Some(AuthenticationType::Xsuaa) if !self.xsuaa_bound => "XSUAA",
+            Some(AuthenticationType::Ias) if !self.ias_bound => "IAS",
+            _ => return,
+        };
+        self.problems.push(
+            origin,
+            format!("{path}.authenticationType"),
+            format!("the route requires {missing} login, but no {missing} service is bound"),
+        );
     }
 
     fn destination_ref(&mut self, name: &str, origin: &str, path: &str) -> Option<RouteTo> {

@@ -19,6 +19,7 @@ const KEYS: &[&str] = &[
     "DESTINATION_HOST_PATTERN",
     "SESSION_TIMEOUT",
     "XSROUTER_SHUTDOWN_TIMEOUT",
+    "XSROUTER_CREDENTIALS_POLL_INTERVAL",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,7 @@ struct RawSettings {
     destination_host_pattern: Option<String>,
     session_timeout: Option<u64>,
     xsrouter_shutdown_timeout: u64,
+    xsrouter_credentials_poll_interval: u64,
 }
 
 /// Settings from the environment, validated.
@@ -47,6 +49,9 @@ pub struct Settings {
     /// `XSROUTER_SHUTDOWN_TIMEOUT` in seconds (default 30): how long in-flight requests may
     /// finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `XSROUTER_CREDENTIALS_POLL_INTERVAL` in seconds (default 10): how often the bound
+    /// certificates are re-read for rotation (SIGHUP re-reads at once).
+    pub credentials_poll_interval: Duration,
 }
 
 impl Settings {
@@ -60,6 +65,7 @@ impl Settings {
             .and_then(|b| b.set_default("xs_bind_address", "0.0.0.0"))
             .and_then(|b| b.set_default("send_xframeoptions", true))
             .and_then(|b| b.set_default("xsrouter_shutdown_timeout", 30))
+            .and_then(|b| b.set_default("xsrouter_credentials_poll_interval", 10))
             .map(|b| {
                 b.add_source(
                     config::Environment::default()
@@ -81,6 +87,9 @@ impl Settings {
                     destination_host_pattern: raw.destination_host_pattern,
                     session_timeout_minutes: raw.session_timeout,
                     shutdown_timeout: Duration::from_secs(raw.xsrouter_shutdown_timeout),
+                    credentials_poll_interval: Duration::from_secs(
+                        raw.xsrouter_credentials_poll_interval.max(1),
+                    ),
                 })
             }
             Err(err) => {

@@ -76,12 +76,23 @@ impl Forward<'_> {
             *request.body_mut() = Some(reqwest::Body::wrap_stream(stream));
         }
 
-        let sent = until_idle(
-            self.client.http().execute(request),
-            &activity,
-            destination.timeout,
-        )
-        .await;
+        // A request without a body can be sent again if the first attempt failed on a pooled
+        // connection that the upstream had just closed.
+        let retry = request.try_clone();
+        let execute = |request| {
+            until_idle(
+                self.client.http().execute(request),
+                &activity,
+                destination.timeout,
+            )
+        };
+        let mut sent = execute(request).await;
+        if let (Ok(Err(err)), Some(again)) = (&sent, retry)
+            && may_retry(again.method(), err)
+        {
+            tracing::debug!(destination = %destination.name, error = %error_chain(err), "retrying once on a fresh connection");
+            sent = execute(again).await;
+        }
         let upstream = match sent {
             Err(_) => {
                 tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
@@ -89,6 +100,7 @@ impl Forward<'_> {
             }
             Ok(Err(err)) => {
                 tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
+
                 return Err(if err.is_timeout() {
                     Rejection::GatewayTimeout
                 } else {
@@ -107,6 +119,25 @@ impl Forward<'_> {
         *response.headers_mut() = parts.headers;
         Ok(response)
     }
+}
+
+/// Whether a failed attempt may be repeated: the request never left (connect phase, including a
+/// pooled connection found closed), or the method is idempotent and the failure was not a timeout.
+fn may_retry(method: &http::Method, err: &reqwest::Error) -> bool {
+    use http::Method;
+    if err.is_timeout() {
+        return false;
+    }
+    err.is_connect()
+        || matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        )
 }
 
 /// The error and its causes on one line (no URLs with credentials: destinations carry none).

@@ -1,6 +1,12 @@
-//! The upstream (outbound) side: one pooled HTTP client per destination, with that
-//! destination's TLS settings, proxy and timeouts. Connections are kept alive and reused;
+//! The upstream (outbound) side: one pooled HTTP client per destination and TLS identity, with
+//! that destination's TLS settings, proxy and timeouts. Connections are kept alive and reused;
 //! HTTPS upstreams that offer HTTP/2 get it through ALPN.
+//!
+//! A destination with `forwardAuthCertificates` gets one client per bound authentication
+//! service that has a certificate (XSUAA, IAS); the route's authentication type picks which:
+//! IAS routes use the IAS identity, every other route the XSUAA one, each falling back to the
+//! other when only one is bound. The identity is the router's own, so it is sent on public
+//! routes too.
 
 pub mod tls;
 
@@ -9,8 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::client::ResolvesClientCert;
 
+use crate::config::bindings::AuthServiceKind;
+use crate::config::xs_app::AuthenticationType;
 use crate::config::{Destination, Runtime};
+use crate::identity::rotation::IdentityStore;
 
 /// How long an unused pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,13 +49,17 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    fn build(destination: &Destination, roots: &Arc<RootCertStore>) -> Result<Self, UpstreamError> {
-        let tls = tls::client_config(roots.clone(), destination.strict_ssl).map_err(|source| {
-            UpstreamError::Tls {
+    fn build(
+        destination: &Destination,
+        roots: &Arc<RootCertStore>,
+        identity: Option<Arc<dyn ResolvesClientCert>>,
+    ) -> Result<Self, UpstreamError> {
+        let tls = tls::client_config(roots.clone(), destination.strict_ssl, identity).map_err(
+            |source| UpstreamError::Tls {
                 destination: destination.name.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
@@ -96,25 +110,83 @@ impl UpstreamClient {
     }
 }
 
-/// The clients of all configured destinations, by name.
+/// The clients of one destination.
+#[derive(Debug)]
+enum DestinationClients {
+    /// No client certificate.
+    Plain(UpstreamClient),
+    /// The router's certificate: one client per bound identity.
+    Certificate {
+        xsuaa: Option<UpstreamClient>,
+        ias: Option<UpstreamClient>,
+    },
+}
+
+/// The clients of all configured destinations, by name, and the identities they present.
 #[derive(Debug, Default)]
 pub struct Upstreams {
-    clients: HashMap<String, UpstreamClient>,
+    clients: HashMap<String, DestinationClients>,
+    identities: Arc<IdentityStore>,
 }
 
 impl Upstreams {
     pub fn build(runtime: &Runtime) -> Result<Self, UpstreamError> {
         crate::install_crypto_provider();
-        let roots = Arc::new(tls::default_roots());
+        let roots = Arc::new(tls::roots_with(&runtime.extra_roots).map_err(|source| {
+            UpstreamError::Tls {
+                destination: "(XS_CACERT_PATH)".to_owned(),
+                source,
+            }
+        })?);
+        let identities = Arc::new(IdentityStore::new(&runtime.identities));
         let mut clients = HashMap::new();
         for (name, destination) in &runtime.destinations {
-            clients.insert(name.clone(), UpstreamClient::build(destination, &roots)?);
+            let entry = if destination.forward_auth_certificates {
+                let with = |kind| -> Result<Option<UpstreamClient>, UpstreamError> {
+                    identities
+                        .get(kind)
+                        .map(|identity| {
+                            let resolver: Arc<dyn ResolvesClientCert> = identity.clone();
+                            UpstreamClient::build(destination, &roots, Some(resolver))
+                        })
+                        .transpose()
+                };
+                DestinationClients::Certificate {
+                    xsuaa: with(AuthServiceKind::Xsuaa)?,
+                    ias: with(AuthServiceKind::Ias)?,
+                }
+            } else {
+                DestinationClients::Plain(UpstreamClient::build(destination, &roots, None)?)
+            };
+            clients.insert(name.clone(), entry);
         }
-        Ok(Self { clients })
+        Ok(Self {
+            clients,
+            identities,
+        })
     }
 
-    pub fn get(&self, destination: &str) -> Option<&UpstreamClient> {
-        self.clients.get(destination)
+    /// The client for `destination` on a route with the given authentication.
+    pub fn client(
+        &self,
+        destination: &str,
+        route: Option<AuthenticationType>,
+    ) -> Option<&UpstreamClient> {
+        match self.clients.get(destination)? {
+            DestinationClients::Plain(client) => Some(client),
+            DestinationClients::Certificate { xsuaa, ias } => {
+                if route == Some(AuthenticationType::Ias) {
+                    ias.as_ref().or(xsuaa.as_ref())
+                } else {
+                    xsuaa.as_ref().or(ias.as_ref())
+                }
+            }
+        }
+    }
+
+    /// The rotating identities, for the credential watcher.
+    pub fn identities(&self) -> &Arc<IdentityStore> {
+        &self.identities
     }
 }
 

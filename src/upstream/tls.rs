@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -21,26 +22,45 @@ pub fn default_roots() -> RootCertStore {
     }
 }
 
-/// A client configuration for one destination.
+/// A client configuration for one destination. With a client identity, every new connection
+/// presents the identity's current certificate, and session resumption is off so that a new
+/// connection after a rotation really authenticates with the new one.
 pub fn client_config(
     roots: Arc<RootCertStore>,
     strict: bool,
+    identity: Option<Arc<dyn ResolvesClientCert>>,
 ) -> Result<ClientConfig, rustls::Error> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let mut config = if strict {
-        builder.with_root_certificates(roots).with_no_client_auth()
+    let builder = if strict {
+        builder.with_root_certificates(roots)
     } else {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoServerVerification {
                 algorithms: provider.signature_verification_algorithms,
             }))
-            .with_no_client_auth()
+    };
+    let mut config = match identity {
+        Some(resolver) => {
+            let mut config = builder.with_client_cert_resolver(resolver);
+            config.resumption = Resumption::disabled();
+            config
+        }
+        None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The default roots plus `extra` (from `XS_CACERT_PATH`).
+pub fn roots_with(extra: &[CertificateDer<'static>]) -> Result<RootCertStore, rustls::Error> {
+    let mut roots = default_roots();
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
+    Ok(roots)
 }
 
 /// `strictSSL: false`: any server certificate is accepted (the handshake signature is still

@@ -2,6 +2,8 @@
 //! directories, and raw HTTP/1.1 for requests a well-behaved client would never send.
 #![allow(dead_code)]
 
+pub mod mtls;
+pub mod pki;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -55,6 +57,7 @@ impl WorkDir {
 /// A running router.
 pub struct Router {
     pub addr: SocketAddr,
+    watcher: tokio::task::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<server::Stopped>>>,
 }
@@ -78,6 +81,7 @@ impl Router {
         let addr = listener.local_addr().expect("router addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = AppState::new(Arc::new(runtime), upstreams);
+        let watcher = state.spawn_credential_watcher();
         let task = tokio::spawn(server::serve(
             listener,
             state,
@@ -88,6 +92,7 @@ impl Router {
         ));
         Ok(Self {
             addr,
+            watcher,
             stop: Some(stop),
             task: Some(task),
         })
@@ -109,6 +114,7 @@ impl Router {
 
 impl Drop for Router {
     fn drop(&mut self) {
+        self.watcher.abort();
         if let Some(task) = &self.task {
             task.abort();
         }

@@ -1,0 +1,170 @@
+//! Certificate rotation without restart: the binding files are rewritten several times while
+//! clients keep sending requests; no request fails, new connections present the new
+//! certificate, and a broken credential is rejected while the last good one stays in use.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use support::mtls;
+use support::pki::{KeyForm, Leaf, Pki};
+use support::{Router, WorkDir, client};
+
+/// Replaces a file the way Kubernetes updates mounted secrets: write aside, then rename.
+fn replace_file(dir: &Path, name: &str, content: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, content).expect("write");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+fn bind(dir: &Path, leaf: &Leaf, pki: &Pki) {
+    replace_file(dir, "key", &leaf.key_pem);
+    replace_file(dir, "certificate", &leaf.chain_pem(pki));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_loses_no_request() {
+    let server_pki = Pki::new("Server");
+    let client_pki = Pki::new("Client");
+    // The upstream closes every 5th connection, so clients keep opening new ones.
+    let upstream = mtls::start(&server_pki, &client_pki, 5).await;
+    let dir = WorkDir::new(&json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
+    }));
+    let ca = dir.file("server-ca.pem", server_pki.root_pem());
+    let bindings = tempfile::tempdir().expect("tmp");
+    let binding = bindings.path().join("xsuaa");
+    std::fs::create_dir(&binding).expect("dir");
+    std::fs::write(binding.join("type"), "xsuaa").expect("write");
+    std::fs::write(binding.join("clientid"), "sb-rotating").expect("write");
+    bind(
+        &binding,
+        &client_pki.client("generation 0", KeyForm::EcPkcs8),
+        &client_pki,
+    );
+
+    let env = [
+        (
+            "destinations",
+            json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}])
+                .to_string(),
+        ),
+        (
+            "SERVICE_BINDING_ROOT",
+            bindings.path().display().to_string(),
+        ),
+        ("XS_CACERT_PATH", ca.display().to_string()),
+        ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "1".to_owned()),
+    ];
+    let router = Arc::new(Router::start(dir.path(), &env).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (router, stop, sent, failed) =
+            (router.clone(), stop.clone(), sent.clone(), failed.clone());
+        workers.push(tokio::spawn(async move {
+            let c = client();
+            while !stop.load(Ordering::Relaxed) {
+                sent.fetch_add(1, Ordering::Relaxed);
+                let outcome = match c.get(router.url("/mtls/x")).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.text().await {
+                            Ok(_) if status == 200 => None,
+                            body => Some(format!("{status}: {body:?}")),
+                        }
+                    }
+                    Err(err) => Some(err.to_string()),
+                };
+                if let Some(failure) = outcome {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("request failed during rotation: {failure}");
+                }
+            }
+        }));
+    }
+
+    let pause = Duration::from_millis(1600);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bind(
+        &binding,
+        &client_pki.client("generation 1", KeyForm::RsaPkcs8),
+        &client_pki,
+    );
+    tokio::time::sleep(pause).await;
+    // A broken certificate: rejected, generation 1 stays.
+    replace_file(
+        &binding,
+        "certificate",
+        "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
+    );
+    tokio::time::sleep(pause).await;
+    let chains_before_generation_2 = upstream.chains().len();
+    bind(
+        &binding,
+        &client_pki.client("generation 2", KeyForm::EcSec1),
+        &client_pki,
+    );
+    tokio::time::sleep(pause).await;
+    bind(
+        &binding,
+        &client_pki.client("generation 3", KeyForm::RsaPkcs1),
+        &client_pki,
+    );
+    tokio::time::sleep(pause).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+
+    let sent = sent.load(Ordering::Relaxed);
+    let failed = failed.load(Ordering::Relaxed);
+    assert!(
+        sent > 100,
+        "the load was too light to mean anything: {sent} requests"
+    );
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed during rotation"
+    );
+
+    let chains = upstream.chains();
+    let leaves: Vec<&str> = chains.iter().map(|c| c[0].as_str()).collect();
+    for generation in [
+        "generation 0",
+        "generation 1",
+        "generation 2",
+        "generation 3",
+    ] {
+        assert!(
+            leaves.contains(&generation),
+            "{generation} never reached the upstream: {leaves:?}"
+        );
+    }
+    // While the broken certificate was on disk, new connections still presented generation 1.
+    let during_broken = &leaves[..chains_before_generation_2];
+    assert_eq!(
+        during_broken.last(),
+        Some(&"generation 1"),
+        "{during_broken:?}"
+    );
+    // Generations only move forward: a connection never presents an older certificate again.
+    let order: Vec<usize> = leaves
+        .iter()
+        .map(|l| l.trim_start_matches("generation ").parse().expect("n"))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    assert_eq!(
+        *upstream.rejected.lock().expect("lock"),
+        0,
+        "no handshake was rejected"
+    );
+}

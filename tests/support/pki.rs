@@ -1,0 +1,180 @@
+//! Test PKI made with rcgen: root → intermediate → leaf chains, server certificates, and the
+//! private key in each PEM form a binding may carry (EC: PKCS#8, SEC1; RSA: PKCS#8, PKCS#1).
+
+use std::sync::OnceLock;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// The PEM form of a private key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    EcPkcs8,
+    EcSec1,
+    RsaPkcs8,
+    RsaPkcs1,
+}
+
+pub const ALL_KEY_FORMS: [KeyForm; 4] = [
+    KeyForm::EcPkcs8,
+    KeyForm::EcSec1,
+    KeyForm::RsaPkcs8,
+    KeyForm::RsaPkcs1,
+];
+
+/// A certificate authority: root plus one intermediate that issues leaves.
+pub struct Pki {
+    pub root: CertifiedIssuer<'static, KeyPair>,
+    pub intermediate: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A leaf certificate with its key.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub cn: String,
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "xsrouter tests");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn ca_params(cn: &str, depth: Option<u8>) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name = name(cn);
+    params.is_ca = IsCa::Ca(match depth {
+        Some(d) => BasicConstraints::Constrained(d),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+impl Pki {
+    pub fn new(label: &str) -> Self {
+        let root = CertifiedIssuer::self_signed(
+            ca_params(&format!("{label} Root CA"), None),
+            KeyPair::generate().expect("key"),
+        )
+        .expect("root");
+        let intermediate = CertifiedIssuer::signed_by(
+            ca_params(&format!("{label} Intermediate CA"), Some(0)),
+            KeyPair::generate().expect("key"),
+            &root,
+        )
+        .expect("intermediate");
+        Self { root, intermediate }
+    }
+
+    pub fn root_pem(&self) -> String {
+        self.root.pem()
+    }
+
+    pub fn intermediate_pem(&self) -> String {
+        self.intermediate.pem()
+    }
+
+    /// A client leaf with CN `cn`, its key in `form`.
+    pub fn client(&self, cn: &str, form: KeyForm) -> Leaf {
+        let (key, key_pem) = key_in(form);
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = name(cn);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.intermediate).expect("leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem,
+            cn: cn.to_owned(),
+        }
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost: (chain PEM leaf + intermediate, key PEM).
+    pub fn server(&self) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        params.distinguished_name = name("localhost");
+        params.use_authority_key_identifier_extension = true;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.intermediate).expect("server");
+        (
+            format!("{}{}", cert.pem(), self.intermediate.pem()),
+            key.serialize_pem(),
+        )
+    }
+}
+
+impl Leaf {
+    /// The bound `certificate` value: leaf, intermediate, root, in that order.
+    pub fn chain_pem(&self, pki: &Pki) -> String {
+        format!(
+            "{}{}{}",
+            self.cert_pem,
+            pki.intermediate_pem(),
+            pki.root_pem()
+        )
+    }
+}
+
+/// A new key in the requested form: the rcgen key pair signs, the PEM is what a binding holds.
+fn key_in(form: KeyForm) -> (KeyPair, String) {
+    match form {
+        KeyForm::EcPkcs8 => {
+            let key = KeyPair::generate().expect("ec key");
+            let pem = key.serialize_pem();
+            (key, pem)
+        }
+        KeyForm::EcSec1 => {
+            use p256::pkcs8::DecodePrivateKey;
+            let key = KeyPair::generate().expect("ec key");
+            let secret = p256::SecretKey::from_pkcs8_pem(&key.serialize_pem()).expect("p256 key");
+            let pem = secret
+                .to_sec1_pem(Default::default())
+                .expect("sec1")
+                .to_string();
+            assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+            (key, pem)
+        }
+        KeyForm::RsaPkcs8 | KeyForm::RsaPkcs1 => {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            use rsa::pkcs8::EncodePrivateKey;
+            let rsa = rsa_key();
+            let pkcs8 = rsa
+                .to_pkcs8_pem(Default::default())
+                .expect("pkcs8")
+                .to_string();
+            let key = KeyPair::from_pkcs8_pem_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+                .expect("rsa key pair");
+            let pem = if form == KeyForm::RsaPkcs1 {
+                let pem = rsa
+                    .to_pkcs1_pem(Default::default())
+                    .expect("pkcs1")
+                    .to_string();
+                assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+                pem
+            } else {
+                pkcs8
+            };
+            (key, pem)
+        }
+    }
+}
+
+/// One RSA-2048 key per test binary (generation is slow).
+fn rsa_key() -> rsa::RsaPrivateKey {
+    static KEY: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("rsa keygen"))
+        .clone()
+}
