@@ -168,3 +168,38 @@ async fn rotation_under_load_loses_no_request() {
         "no handshake was rejected"
     );
 }
+
+#[tokio::test]
+async fn vcap_services_file_is_reread() {
+    let server_pki = Pki::new("Server");
+    let client_pki = Pki::new("Client");
+    let upstream = mtls::start(&server_pki, &client_pki, 3).await;
+    let dir = WorkDir::new(&json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
+    }));
+    let ca = dir.file("server-ca.pem", server_pki.root_pem());
+    let vcap = |leaf: &Leaf| {
+        json!({"xsuaa": [{"name": "uaa", "tags": ["xsuaa"], "credentials": {
+            "clientid": "c", "url": "https://u.example", "certificate": leaf.chain_pem(&client_pki), "key": leaf.key_pem}}]})
+        .to_string()
+    };
+    let file = dir.file("vcap.json", vcap(&client_pki.client("first", KeyForm::EcPkcs8)));
+    let env = [
+        ("destinations", json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}]).to_string()),
+        ("VCAP_SERVICES_FILE_PATH", file.display().to_string()),
+        ("XS_CACERT_PATH", ca.display().to_string()),
+        ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "1".to_owned()),
+    ];
+    let router = Router::start(dir.path(), &env).await;
+    let c = client();
+    let get = || async { c.get(router.url("/mtls/x")).send().await.expect("send").status() };
+    assert_eq!(get().await, 200);
+    replace_file(dir.path(), "vcap.json", &vcap(&client_pki.client("second", KeyForm::EcPkcs8)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !upstream.chains().iter().any(|c| c[0] == "second") {
+        assert!(tokio::time::Instant::now() < deadline, "the rewritten file was never picked up: {:?}", upstream.chains());
+        assert_eq!(get().await, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

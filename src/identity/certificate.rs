@@ -161,9 +161,9 @@ impl Names {
     }
 }
 
-/// Indices of the certificates leaf first: the leaf is the certificate that issued no other
-/// (preferring a non-CA), then each issuer in turn; any certificate outside that path follows
-/// in bound order.
+/// Indices of the certificates leaf first: the leaf is a certificate that issued no other —
+/// the one with the longest issuer path, preferring a non-CA — then each issuer in turn; any
+/// certificate outside that path follows in bound order.
 fn chain_order(names: &[Names]) -> Vec<usize> {
     let issues_another = |i: usize| {
         names
@@ -171,26 +171,27 @@ fn chain_order(names: &[Names]) -> Vec<usize> {
             .enumerate()
             .any(|(j, other)| j != i && !other.self_signed() && other.issuer == names[i].subject)
     };
-    let candidates: Vec<usize> = (0..names.len()).filter(|&i| !issues_another(i)).collect();
-    let leaf = candidates
-        .iter()
-        .copied()
-        .find(|&i| !names[i].is_ca)
-        .or_else(|| candidates.first().copied())
-        .unwrap_or(0);
-    let mut order = vec![leaf];
-    let mut current = leaf;
-    while !names[current].self_signed() {
-        let next = (0..names.len())
-            .find(|&j| !order.contains(&j) && names[j].subject == names[current].issuer);
-        match next {
-            Some(j) => {
-                order.push(j);
-                current = j;
+    let path_from = |start: usize| {
+        let mut order = vec![start];
+        let mut current = start;
+        while !names[current].self_signed() {
+            let next = (0..names.len())
+                .find(|&j| !order.contains(&j) && names[j].subject == names[current].issuer);
+            match next {
+                Some(j) => {
+                    order.push(j);
+                    current = j;
+                }
+                None => break,
             }
-            None => break,
         }
-    }
+        order
+    };
+    let mut order = (0..names.len())
+        .filter(|&i| !issues_another(i))
+        .map(path_from)
+        .max_by_key(|path| (path.len(), !names[path[0]].is_ca, std::cmp::Reverse(path[0])))
+        .unwrap_or_else(|| path_from(0));
     let rest: Vec<usize> = (0..names.len()).filter(|i| !order.contains(i)).collect();
     order.extend(rest);
     order
@@ -206,4 +207,53 @@ pub fn summary(der: &CertificateDer<'_>) -> Result<CertificateSummary, String> {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(not_before: i64, not_after: i64) -> CertificateSummary {
+        CertificateSummary {
+            subject: "CN=x".into(),
+            issuer: "CN=ca".into(),
+            serial: "01".into(),
+            not_before,
+            not_after,
+        }
+    }
+
+    #[test]
+    fn expiry_warning_at_a_fifth_of_the_lifetime() {
+        // A 7-day certificate (as XSUAA issues them): the warning starts with 33.6 h left.
+        let week = 7 * 24 * 3600;
+        let cert = summary(0, week);
+        assert!(!cert.nearly_expired(week - week / 5 - 1));
+        assert!(cert.nearly_expired(week - week / 5 + 1));
+        assert!(cert.nearly_expired(week + 1));
+        assert_eq!(cert.seconds_left(week - 10), 10);
+    }
+
+    fn names(subject: &str, issuer: &str, is_ca: bool) -> Names {
+        Names {
+            subject: subject.as_bytes().to_vec(),
+            issuer: issuer.as_bytes().to_vec(),
+            is_ca,
+        }
+    }
+
+    #[test]
+    fn chains_are_ordered_by_linkage() {
+        let bound = [
+            names("stranger", "elsewhere", false),
+            names("root", "root", true),
+            names("int", "root", true),
+            names("leaf", "int", false),
+        ];
+        // The stranger issued nothing either, but the leaf links up to the root.
+        let order = chain_order(&bound);
+        assert_eq!(order, vec![3, 2, 1, 0]);
+        // A lone self-signed certificate is its own chain.
+        assert_eq!(chain_order(&[names("self", "self", false)]), vec![0]);
+    }
 }
