@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -14,7 +13,6 @@ use tokio::net::TcpListener;
 
 use crate::config::{Environment, Runtime};
 use crate::pipeline::AppState;
-use crate::upstream::Upstreams;
 
 /// The example destinations, relative to the repository root.
 pub const DEMO_DESTINATIONS: &str = "destinations/demo.json";
@@ -33,7 +31,7 @@ pub enum DemoError {
     #[error(transparent)]
     Config(#[from] crate::config::LoadError),
     #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
+    Start(#[from] crate::pipeline::StartError),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
 }
@@ -106,6 +104,5 @@ pub fn demo_runtime(
 
 /// Builds the shared state of a demo router.
 pub fn demo_state(runtime: Runtime) -> Result<AppState, DemoError> {
-    let upstreams = Upstreams::build(&runtime)?;
-    Ok(AppState::new(Arc::new(runtime), upstreams))
+    Ok(AppState::build(runtime)?)
 }

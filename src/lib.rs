@@ -13,8 +13,10 @@ pub mod proxy;
 pub mod rejection;
 pub mod response_headers;
 pub mod routing;
+pub mod secret;
 pub mod server;
 pub mod static_files;
+pub mod tokens;
 pub mod upstream;
 
 /// Makes ring the process-wide rustls provider (idempotent).

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -15,7 +14,6 @@ use xsrouter::config::{Environment, Runtime};
 use xsrouter::pipeline::AppState;
 use xsrouter::routing::RouteTo;
 use xsrouter::server::{self, Stopped};
-use xsrouter::upstream::Upstreams;
 
 #[derive(Parser)]
 #[command(
@@ -137,7 +135,6 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let grace = runtime.settings.shutdown_timeout;
-    let upstreams = Upstreams::build(&runtime)?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, workdir = %runtime.workdir.display(), routes = runtime.routes.routes().len(), "xsrouter listening");
     for bound in [&runtime.identities.xsuaa, &runtime.identities.ias]
@@ -150,8 +147,9 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
             &bound.identity.leaf,
         );
     }
-    let state = AppState::new(Arc::new(runtime), upstreams);
+    let state = AppState::build(runtime)?;
     let _watcher = state.spawn_credential_watcher();
+    state.spawn_token_prefetch();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)
 }
 

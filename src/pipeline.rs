@@ -16,6 +16,8 @@ use crate::proxy::Forward;
 use crate::rejection::Rejection;
 use crate::routing::{Lookup, RouteMatch, RouteTo, request_path};
 use crate::static_files::{self, StaticRequest};
+use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
+use crate::tokens::{CachePolicy, TokenError, TokenService};
 use crate::upstream::Upstreams;
 
 /// The session cookie name (`SESSION_COOKIE_NAME` arrives with sessions).
@@ -30,18 +32,51 @@ pub struct AppState {
 struct Shared {
     runtime: Arc<Runtime>,
     upstreams: Upstreams,
+    tokens: Arc<DestinationTokens>,
     scheme: &'static str,
 }
 
+/// Why the request-serving state could not be built from a valid configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("token service client: {0}")]
+    TokenService(#[from] TokenError),
+    #[error(transparent)]
+    Tokens(#[from] DestinationTokenError),
+}
+
 impl AppState {
-    pub fn new(runtime: Arc<Runtime>, upstreams: Upstreams) -> Self {
-        Self {
+    /// Builds the upstream clients and token service for a loaded runtime.
+    pub fn build(runtime: Runtime) -> Result<Self, StartError> {
+        let upstreams = Upstreams::build(&runtime)?;
+        let policy = CachePolicy {
+            refresh_margin: runtime.settings.jwt_refresh,
+            minimum_validity: runtime.settings.minimum_token_validity,
+            capacity: runtime.settings.token_cache_size,
+        };
+        let service = TokenService::new(upstreams.roots().clone(), upstreams.identities(), policy)?;
+        let tokens = Arc::new(DestinationTokens::build(&runtime, Arc::new(service))?);
+        Ok(Self {
             inner: Arc::new(Shared {
-                runtime,
+                runtime: Arc::new(runtime),
                 upstreams,
+                tokens,
                 scheme: "http",
             }),
+        })
+    }
+
+    /// Loads the client_credentials tokens in the background (unless switched off).
+    pub fn spawn_token_prefetch(&self) {
+        if !self.runtime().settings.skip_client_credentials_tokens_load {
+            self.inner.tokens.spawn_prefetch(self.runtime());
         }
+    }
+
+    pub fn tokens(&self) -> &Arc<DestinationTokens> {
+        &self.inner.tokens
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -161,6 +196,13 @@ async fn dispatch(
                 tracing::debug!(destination = %name, "no such destination");
                 return Err(Rejection::NotFound("Not Found: unknown destination"));
             };
+            // Login arrives with sessions; until then there is no user token.
+            let authorization = state
+                .inner
+                .tokens
+                .authorization(destination, None)
+                .await
+                .map_err(|err| token_rejection(destination, &err))?;
             let (parts, body) = request.into_parts();
             Forward {
                 destination,
@@ -170,6 +212,7 @@ async fn dispatch(
                 scheme: state.inner.scheme,
                 public_route: found.route.authentication.is_none(),
                 session_cookie: SESSION_COOKIE,
+                authorization,
             }
             .send(parts, body)
             .await
@@ -177,6 +220,17 @@ async fn dispatch(
         RouteTo::Service { .. } => Err(Rejection::BadGateway(
             "Bad Gateway: service routes are not supported",
         )),
+    }
+}
+
+/// No token, no request: 401 when a user is needed, 502 when the token service failed.
+fn token_rejection(destination: &crate::config::Destination, err: &TokenError) -> Rejection {
+    match err {
+        TokenError::UserRequired => Rejection::Unauthorized("Unauthorized"),
+        other => {
+            tracing::warn!(destination = %destination.name, error = %other, "no token for the destination");
+            Rejection::BadGateway("Bad Gateway: no token for the destination")
+        }
     }
 }
 

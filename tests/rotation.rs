@@ -184,21 +184,42 @@ async fn vcap_services_file_is_reread() {
             "clientid": "c", "url": "https://u.example", "certificate": leaf.chain_pem(&client_pki), "key": leaf.key_pem}}]})
         .to_string()
     };
-    let file = dir.file("vcap.json", vcap(&client_pki.client("first", KeyForm::EcPkcs8)));
+    let file = dir.file(
+        "vcap.json",
+        vcap(&client_pki.client("first", KeyForm::EcPkcs8)),
+    );
     let env = [
-        ("destinations", json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}]).to_string()),
+        (
+            "destinations",
+            json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}])
+                .to_string(),
+        ),
         ("VCAP_SERVICES_FILE_PATH", file.display().to_string()),
         ("XS_CACERT_PATH", ca.display().to_string()),
         ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "1".to_owned()),
     ];
     let router = Router::start(dir.path(), &env).await;
     let c = client();
-    let get = || async { c.get(router.url("/mtls/x")).send().await.expect("send").status() };
+    let get = || async {
+        c.get(router.url("/mtls/x"))
+            .send()
+            .await
+            .expect("send")
+            .status()
+    };
     assert_eq!(get().await, 200);
-    replace_file(dir.path(), "vcap.json", &vcap(&client_pki.client("second", KeyForm::EcPkcs8)));
+    replace_file(
+        dir.path(),
+        "vcap.json",
+        &vcap(&client_pki.client("second", KeyForm::EcPkcs8)),
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !upstream.chains().iter().any(|c| c[0] == "second") {
-        assert!(tokio::time::Instant::now() < deadline, "the rewritten file was never picked up: {:?}", upstream.chains());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rewritten file was never picked up: {:?}",
+            upstream.chains()
+        );
         assert_eq!(get().await, 200);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer};
 use serde_json::Value;
 use url::Url;
 
+use super::destination_auth::{AuthFields, DestinationAuth};
 use super::problem::{Problems, child, deserialize_at, index, syntax_reason};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(30_000);
@@ -42,6 +43,8 @@ pub struct Destination {
     pub proxy_type: ProxyType,
     pub ias_dependency_name: Option<String>,
     pub preserve_host_header: bool,
+    /// How requests to it are authenticated (`authentication` and its properties).
+    pub auth: DestinationAuth,
 }
 
 /// A boolean given as JSON boolean or as the strings `"true"` / `"false"` (any case).
@@ -107,6 +110,18 @@ struct DestinationDef {
     ias_dependency_name: Option<String>,
     #[serde(default, deserialize_with = "flex_bool")]
     preserve_host_header: Option<bool>,
+    authentication: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    #[serde(rename = "tokenServiceURL")]
+    token_service_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    token_service_user: Option<String>,
+    token_service_password: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
+    token_service_binding: Option<String>,
 }
 
 /// Parses the `destinations` variable. `origin` names it in problems.
@@ -256,6 +271,23 @@ fn validate(
     if problems.len() != before {
         return None;
     }
+    let auth = AuthFields {
+        authentication: def.authentication,
+        user: def.user,
+        password: def.password,
+        token_service_url: def.token_service_url,
+        client_id: def.client_id,
+        client_secret: def.client_secret,
+        token_service_user: def.token_service_user,
+        token_service_password: def.token_service_password,
+        scope: def.scope,
+        audience: def.audience,
+        token_service_binding: def.token_service_binding,
+    }
+    .validate(origin, path, problems);
+    if problems.len() != before {
+        return None;
+    }
     Some(Destination {
         name: def.name,
         position,
@@ -269,6 +301,7 @@ fn validate(
         proxy_type,
         ias_dependency_name: def.ias_dependency_name,
         preserve_host_header: def.preserve_host_header.unwrap_or(false),
+        auth,
     })
 }
 

@@ -3,6 +3,7 @@
 //! file or variable, JSON path and reason; nothing is read again while requests are served.
 
 pub mod bindings;
+pub mod destination_auth;
 pub mod destinations;
 pub mod environment;
 pub mod problem;
@@ -113,6 +114,7 @@ impl Runtime {
             ias: ias.and_then(|b| bound_identity(AuthServiceKind::Ias, b, &env, &mut problems)),
         };
         check_certificate_destinations(&destinations, &identities, &mut problems);
+        check_token_bindings(&destinations, xsuaa_bound, ias_bound, &mut problems);
         let extra_roots = extra_roots(&env, &mut problems);
 
         let mut builder = RouteBuilder {
@@ -229,6 +231,36 @@ fn check_certificate_destinations(
                 d.name
             ),
         );
+    }
+}
+
+/// A destination whose token service is a bound service needs that binding.
+fn check_token_bindings(
+    destinations: &BTreeMap<String, Destination>,
+    xsuaa_bound: bool,
+    ias_bound: bool,
+    problems: &mut Problems,
+) {
+    use destination_auth::{DestinationAuth, TokenServiceRef};
+    for d in destinations.values() {
+        if let DestinationAuth::OAuth2 {
+            service: TokenServiceRef::Binding(kind),
+            ..
+        } = &d.auth
+        {
+            let bound = match kind {
+                AuthServiceKind::Xsuaa => xsuaa_bound,
+                AuthServiceKind::Ias => ias_bound,
+            };
+            if !bound {
+                let what = identity::kind_name(*kind);
+                problems.push(
+                    "env destinations",
+                    format!("$[{}].tokenServiceBinding", d.position),
+                    format!("destination `{}` gets its token from the bound {what} service, but no {what} service is bound", d.name),
+                );
+            }
+        }
     }
 }
 

@@ -20,6 +20,10 @@ const KEYS: &[&str] = &[
     "SESSION_TIMEOUT",
     "XSROUTER_SHUTDOWN_TIMEOUT",
     "XSROUTER_CREDENTIALS_POLL_INTERVAL",
+    "JWT_REFRESH",
+    "MINIMUM_TOKEN_VALIDITY",
+    "SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD",
+    "XSROUTER_TOKEN_CACHE_SIZE",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +35,10 @@ struct RawSettings {
     session_timeout: Option<u64>,
     xsrouter_shutdown_timeout: u64,
     xsrouter_credentials_poll_interval: u64,
+    jwt_refresh: u64,
+    minimum_token_validity: u64,
+    skip_client_credentials_tokens_load: bool,
+    xsrouter_token_cache_size: u64,
 }
 
 /// Settings from the environment, validated.
@@ -52,6 +60,14 @@ pub struct Settings {
     /// `XSROUTER_CREDENTIALS_POLL_INTERVAL` in seconds (default 10): how often the bound
     /// certificates are re-read for rotation (SIGHUP re-reads at once).
     pub credentials_poll_interval: Duration,
+    /// `JWT_REFRESH` (minutes, default 5): tokens are renewed this long before they expire.
+    pub jwt_refresh: Duration,
+    /// `MINIMUM_TOKEN_VALIDITY` (seconds, default 0).
+    pub minimum_token_validity: Duration,
+    /// `SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD` (default false): no token fetch at start-up.
+    pub skip_client_credentials_tokens_load: bool,
+    /// `XSROUTER_TOKEN_CACHE_SIZE` (default 10000): most tokens cached.
+    pub token_cache_size: u64,
 }
 
 impl Settings {
@@ -66,6 +82,10 @@ impl Settings {
             .and_then(|b| b.set_default("send_xframeoptions", true))
             .and_then(|b| b.set_default("xsrouter_shutdown_timeout", 30))
             .and_then(|b| b.set_default("xsrouter_credentials_poll_interval", 10))
+            .and_then(|b| b.set_default("jwt_refresh", 5))
+            .and_then(|b| b.set_default("minimum_token_validity", 0))
+            .and_then(|b| b.set_default("skip_client_credentials_tokens_load", false))
+            .and_then(|b| b.set_default("xsrouter_token_cache_size", 10_000))
             .map(|b| {
                 b.add_source(
                     config::Environment::default()
@@ -90,6 +110,10 @@ impl Settings {
                     credentials_poll_interval: Duration::from_secs(
                         raw.xsrouter_credentials_poll_interval.max(1),
                     ),
+                    jwt_refresh: Duration::from_secs(raw.jwt_refresh * 60),
+                    minimum_token_validity: Duration::from_secs(raw.minimum_token_validity),
+                    skip_client_credentials_tokens_load: raw.skip_client_credentials_tokens_load,
+                    token_cache_size: raw.xsrouter_token_cache_size.max(1),
                 })
             }
             Err(err) => {

@@ -190,7 +190,13 @@ fn chain_order(names: &[Names]) -> Vec<usize> {
     let mut order = (0..names.len())
         .filter(|&i| !issues_another(i))
         .map(path_from)
-        .max_by_key(|path| (path.len(), !names[path[0]].is_ca, std::cmp::Reverse(path[0])))
+        .max_by_key(|path| {
+            (
+                path.len(),
+                !names[path[0]].is_ca,
+                std::cmp::Reverse(path[0]),
+            )
+        })
         .unwrap_or_else(|| path_from(0));
     let rest: Vec<usize> = (0..names.len()).filter(|i| !order.contains(i)).collect();
     order.extend(rest);

@@ -16,6 +16,7 @@ use http_body::Body as _;
 
 use crate::config::Destination;
 use crate::rejection::Rejection;
+use crate::secret::Secret;
 use crate::upstream::UpstreamClient;
 use headers::{CookiePolicy, ForwardedFrom, RequestHeaderRules, remove_hop_by_hop};
 use idle::{Activity, IdleTimeoutBody, until_idle};
@@ -31,6 +32,8 @@ pub struct Forward<'a> {
     /// Whether the route is public (the client's `Authorization` then passes through).
     pub public_route: bool,
     pub session_cookie: &'a str,
+    /// The `Authorization` the destination gets (a token, Basic credentials), if any.
+    pub authorization: Option<Secret>,
 }
 
 impl Forward<'_> {
@@ -59,6 +62,12 @@ impl Forward<'_> {
                 path: parts.uri.path(),
             },
         );
+        if let Some(authorization) = &self.authorization {
+            let mut value = http::HeaderValue::from_str(authorization.expose())
+                .map_err(|_| Rejection::BadGateway("Bad Gateway: unusable token"))?;
+            value.set_sensitive(true);
+            parts.headers.insert(http::header::AUTHORIZATION, value);
+        }
 
         let url = self.client.url_for(self.url);
         let url = reqwest::Url::parse(&url)

@@ -123,10 +123,11 @@ enum DestinationClients {
 }
 
 /// The clients of all configured destinations, by name, and the identities they present.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Upstreams {
     clients: HashMap<String, DestinationClients>,
     identities: Arc<IdentityStore>,
+    roots: Arc<RootCertStore>,
 }
 
 impl Upstreams {
@@ -163,6 +164,7 @@ impl Upstreams {
         Ok(Self {
             clients,
             identities,
+            roots,
         })
     }
 
@@ -182,6 +184,11 @@ impl Upstreams {
                 }
             }
         }
+    }
+
+    /// The trusted roots of outbound TLS (shared with the token service client).
+    pub fn roots(&self) -> &Arc<RootCertStore> {
+        &self.roots
     }
 
     /// The rotating identities, for the credential watcher.

@@ -8,7 +8,6 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +16,6 @@ use tokio::net::{TcpListener, TcpStream};
 use xsrouter::config::{Environment, LoadError, Runtime};
 use xsrouter::pipeline::AppState;
 use xsrouter::server;
-use xsrouter::upstream::Upstreams;
 
 /// A temporary approuter working directory.
 pub struct WorkDir {
@@ -76,11 +74,10 @@ impl Router {
             workdir,
             Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
         )?;
-        let upstreams = Upstreams::build(&runtime).expect("upstream clients");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let addr = listener.local_addr().expect("router addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(Arc::new(runtime), upstreams);
+        let state = AppState::build(runtime).expect("router state");
         let watcher = state.spawn_credential_watcher();
         let task = tokio::spawn(server::serve(
             listener,

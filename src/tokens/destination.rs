@@ -1,0 +1,150 @@
+//! Tokens for destinations: which token a destination gets, attached after routing and before
+//! the upstream call.
+//!
+//! - `forwardAuthToken`: the user's own token;
+//! - `BasicAuthentication`: the configured user and password;
+//! - `OAuth2ClientCredentials`: a technical token of the configured client;
+//! - `OAuth2JWTBearer` / `OAuth2UserTokenExchange`: the user's token exchanged for the client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::endpoint::{EndpointError, TokenEndpoint};
+use super::{Grant, TokenError, TokenRequest, TokenService};
+use crate::config::bindings::AuthServiceKind;
+use crate::config::destination_auth::{DestinationAuth, OAuthFlow, TokenServiceRef};
+use crate::config::{Destination, Runtime};
+use crate::secret::Secret;
+
+/// Why the token set-up failed at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("destination `{destination}`: {error}")]
+pub struct DestinationTokenError {
+    pub destination: String,
+    pub error: EndpointError,
+}
+
+/// The token endpoints of all OAuth destinations.
+#[derive(Debug)]
+pub struct DestinationTokens {
+    service: Arc<TokenService>,
+    endpoints: HashMap<String, Arc<TokenEndpoint>>,
+}
+
+impl DestinationTokens {
+    pub fn build(
+        runtime: &Runtime,
+        service: Arc<TokenService>,
+    ) -> Result<Self, DestinationTokenError> {
+        let mut endpoints = HashMap::new();
+        for destination in runtime.destinations.values() {
+            let DestinationAuth::OAuth2 {
+                service: reference, ..
+            } = &destination.auth
+            else {
+                continue;
+            };
+            let (binding, has_certificate) = match reference {
+                TokenServiceRef::Binding(kind) => {
+                    let mut scratch = crate::config::Problems::default();
+                    (
+                        runtime
+                            .bindings
+                            .auth_service(*kind, &runtime.env, &mut scratch),
+                        runtime.identities.get(*kind).is_some(),
+                    )
+                }
+                TokenServiceRef::Explicit { .. } => (None, false),
+            };
+            let endpoint = TokenEndpoint::for_destination(reference, binding, has_certificate)
+                .map_err(|error| DestinationTokenError {
+                    destination: destination.name.clone(),
+                    error,
+                })?;
+            endpoints.insert(destination.name.clone(), Arc::new(endpoint));
+        }
+        Ok(Self { service, endpoints })
+    }
+
+    pub fn service(&self) -> &Arc<TokenService> {
+        &self.service
+    }
+
+    /// The `Authorization` value for a request to `destination`, if it needs one. `user` is the
+    /// logged-in user's token, when there is one.
+    pub async fn authorization(
+        &self,
+        destination: &Destination,
+        user: Option<&Secret>,
+    ) -> Result<Option<Secret>, TokenError> {
+        match &destination.auth {
+            DestinationAuth::None => Ok(match (destination.forward_auth_token, user) {
+                (true, Some(user)) => Some(Secret::new(format!("Bearer {}", user.expose()))),
+                _ => None,
+            }),
+            DestinationAuth::Basic(header) => Ok(Some(header.clone())),
+            DestinationAuth::OAuth2 {
+                flow,
+                scope,
+                audience,
+                ..
+            } => {
+                let Some(endpoint) = self.endpoints.get(&destination.name) else {
+                    return Err(TokenError::Discovery(
+                        "no token endpoint configured".to_owned(),
+                    ));
+                };
+                let grant = match flow {
+                    OAuthFlow::ClientCredentials => Grant::ClientCredentials,
+                    OAuthFlow::JwtBearer => Grant::JwtBearer {
+                        assertion: user.cloned().ok_or(TokenError::UserRequired)?,
+                    },
+                };
+                let request = TokenRequest {
+                    grant,
+                    scope: scope.clone(),
+                    audience: audience.clone(),
+                    resource: None,
+                };
+                let token = self.service.token(endpoint, &request).await?;
+                Ok(Some(token.authorization()))
+            }
+        }
+    }
+
+    /// Fetches the client_credentials tokens of all destinations in the background, so the
+    /// first requests find them cached. Failures are logged, not fatal.
+    pub fn spawn_prefetch(self: &Arc<Self>, runtime: &Runtime) {
+        for destination in runtime.destinations.values() {
+            if let DestinationAuth::OAuth2 {
+                flow: OAuthFlow::ClientCredentials,
+                ..
+            } = &destination.auth
+            {
+                let tokens = self.clone();
+                let destination = destination.clone();
+                tokio::spawn(async move {
+                    match tokens.authorization(&destination, None).await {
+                        Ok(_) => {
+                            tracing::info!(destination = %destination.name, "client_credentials token loaded")
+                        }
+                        Err(err) => {
+                            tracing::warn!(destination = %destination.name, error = %err, "client_credentials token could not be loaded at start-up")
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Which bound services destinations use as token service (for start-up checks).
+pub fn bindings_used(runtime: &Runtime) -> impl Iterator<Item = (&Destination, AuthServiceKind)> {
+    runtime.destinations.values().filter_map(|d| match &d.auth {
+        DestinationAuth::OAuth2 {
+            service: TokenServiceRef::Binding(kind),
+            ..
+        } => Some((d.as_ref(), *kind)),
+        _ => None,
+    })
+}
