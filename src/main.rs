@@ -127,16 +127,6 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     for warning in &runtime.warnings {
         tracing::warn!("{warning}");
     }
-    let addr = format!(
-        "{}:{}",
-        runtime.settings.bind_address, runtime.settings.port
-    );
-    let listener = TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let grace = runtime.settings.shutdown_timeout;
-    let local = listener.local_addr()?;
-    tracing::info!(address = %local, workdir = %runtime.workdir.display(), routes = runtime.routes.routes().len(), "xsrouter listening");
     for bound in [&runtime.identities.xsuaa, &runtime.identities.ias]
         .into_iter()
         .flatten()
@@ -147,7 +137,19 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
             &bound.identity.leaf,
         );
     }
+    let addr = format!(
+        "{}:{}",
+        runtime.settings.bind_address, runtime.settings.port
+    );
+    let grace = runtime.settings.shutdown_timeout;
+    let (workdir, routes) = (runtime.workdir.clone(), runtime.routes.routes().len());
+    // Everything that can fail is built before the port is taken and announced.
     let state = AppState::build(runtime)?;
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, workdir = %workdir.display(), routes, "xsrouter listening");
     let _watcher = state.spawn_credential_watcher();
     state.spawn_token_prefetch();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)

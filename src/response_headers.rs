@@ -17,7 +17,7 @@ pub struct ResponseHeaderPolicy {
 impl ResponseHeaderPolicy {
     pub fn from_config(
         send_x_frame_options: bool,
-        http_headers_env: Option<&str>,
+        http_headers_env: Option<(&str, String)>,
         response_headers: &[HeaderDef],
         problems: &mut Problems,
     ) -> Self {
@@ -31,8 +31,8 @@ impl ResponseHeaderPolicy {
                 headers.push((name, value));
             }
         }
-        if let Some(text) = http_headers_env {
-            headers.extend(parse_http_headers(text, problems));
+        if let Some((text, origin)) = http_headers_env {
+            headers.extend(parse_http_headers(text, &origin, problems));
         }
         if send_x_frame_options {
             headers.push((
@@ -54,19 +54,22 @@ impl ResponseHeaderPolicy {
 }
 
 /// `httpHeaders`: a JSON array of single-entry objects, `[{"Content-Security-Policy": "..."}]`.
-fn parse_http_headers(text: &str, problems: &mut Problems) -> Vec<(HeaderName, HeaderValue)> {
-    const ORIGIN: &str = "env httpHeaders";
+fn parse_http_headers(
+    text: &str,
+    origin: &str,
+    problems: &mut Problems,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     let doc: Value = match serde_json::from_str(text) {
         Ok(doc) => doc,
         Err(err) => {
-            problems.push(ORIGIN, "$", syntax_reason(&err));
+            problems.push(origin, "$", syntax_reason(&err));
             return out;
         }
     };
     let Value::Array(items) = doc else {
         problems.push(
-            ORIGIN,
+            origin,
             "$",
             "must be a JSON array of {\"header-name\": \"value\"} objects",
         );
@@ -75,13 +78,13 @@ fn parse_http_headers(text: &str, problems: &mut Problems) -> Vec<(HeaderName, H
     for (i, item) in items.iter().enumerate() {
         let at = index("$", i);
         let Value::Object(entries) = item else {
-            problems.push(ORIGIN, at, "must be an object {\"header-name\": \"value\"}");
+            problems.push(origin, at, "must be an object {\"header-name\": \"value\"}");
             continue;
         };
         for (name, value) in entries {
             let Some(value) = value.as_str() else {
                 problems.push(
-                    ORIGIN,
+                    origin,
                     format!("{at}.{name}"),
                     "the header value must be a string",
                 );
@@ -90,7 +93,7 @@ fn parse_http_headers(text: &str, problems: &mut Problems) -> Vec<(HeaderName, H
             let lower = name.to_ascii_lowercase();
             if matches!(lower.as_str(), "authorization" | "cookie" | "set-cookie") {
                 problems.push(
-                    ORIGIN,
+                    origin,
                     format!("{at}.{name}"),
                     "this header may not be set for every response",
                 );
@@ -102,12 +105,12 @@ fn parse_http_headers(text: &str, problems: &mut Problems) -> Vec<(HeaderName, H
             ) {
                 (Ok(name), Ok(value)) => out.push((name, value)),
                 (Err(_), _) => problems.push(
-                    ORIGIN,
+                    origin,
                     format!("{at}.{name}"),
                     "not a valid HTTP header name",
                 ),
                 (_, Err(_)) => problems.push(
-                    ORIGIN,
+                    origin,
                     format!("{at}.{name}"),
                     "not a valid HTTP header value",
                 ),
@@ -126,7 +129,10 @@ mod tests {
         let mut problems = Problems::default();
         let policy = ResponseHeaderPolicy::from_config(
             true,
-            Some(r#"[{"X-Env": "env"}, {"Content-Security-Policy": "default-src 'self'"}]"#),
+            Some((
+                r#"[{"X-Env": "env"}, {"Content-Security-Policy": "default-src 'self'"}]"#,
+                "env httpHeaders".to_owned(),
+            )),
             &[HeaderDef {
                 name: "X-Test".into(),
                 value: "xs".into(),
@@ -148,7 +154,10 @@ mod tests {
         let mut problems = Problems::default();
         ResponseHeaderPolicy::from_config(
             false,
-            Some(r#"[{"Set-Cookie": "a=b"}, {"X-A": 1}, "x"]"#),
+            Some((
+                r#"[{"Set-Cookie": "a=b"}, {"X-A": 1}, "x"]"#,
+                "env httpHeaders".to_owned(),
+            )),
             &[],
             &mut problems,
         );

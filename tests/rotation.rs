@@ -156,12 +156,9 @@ async fn rotation_under_load_loses_no_request() {
         Some(&"generation 1"),
         "{during_broken:?}"
     );
-    // Generations only move forward: a connection never presents an older certificate again.
-    let order: Vec<usize> = leaves
-        .iter()
-        .map(|l| l.trim_start_matches("generation ").parse().expect("n"))
-        .collect();
-    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    // Connections are recorded when their handshakes finish, so two concurrent handshakes may be
+    // recorded out of order; but long after the last rotation, new connections show the last one.
+    assert_eq!(leaves.last(), Some(&"generation 3"), "{leaves:?}");
     assert_eq!(
         *upstream.rejected.lock().expect("lock"),
         0,

@@ -74,7 +74,7 @@ impl Bindings {
     pub fn load(env: &Environment, workdir: &Path, problems: &mut Problems) -> Self {
         let mut bindings = Bindings::default();
         if let Some(text) = env.non_empty("VCAP_SERVICES") {
-            bindings.add_vcap_services(text, "env VCAP_SERVICES", problems);
+            bindings.add_vcap_services(text, &env.origin("VCAP_SERVICES"), problems);
         } else if let Some(file) = env.non_empty("VCAP_SERVICES_FILE_PATH") {
             match std::fs::read_to_string(file) {
                 Ok(text) => bindings.add_vcap_services(&text, file, problems),

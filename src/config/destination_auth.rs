@@ -25,6 +25,8 @@ pub enum OAuthFlow {
     ClientCredentials,
     /// The user's token exchanged for this client (jwt-bearer).
     JwtBearer,
+    /// jwt-bearer when a user is logged in, else client_credentials (business services).
+    UserTokenOrClientCredentials,
 }
 
 /// The token service a destination uses.

@@ -5,7 +5,7 @@
 //! that file are stored as their JSON text, so `"VCAP_SERVICES": {...}` works as in approuter.
 //! Request handling never reads the process environment: everything goes through this snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::problem::{Problems, syntax_reason};
@@ -14,6 +14,9 @@ use super::problem::{Problems, syntax_reason};
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
+    /// Variables whose value came from default-env.json, and that file's path.
+    from_file: BTreeSet<String>,
+    file: Option<String>,
 }
 
 pub const DEFAULT_ENV_FILE: &str = "default-env.json";
@@ -25,6 +28,7 @@ impl Environment {
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            ..Self::default()
         }
     }
 
@@ -37,6 +41,7 @@ impl Environment {
                 .into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            ..Self::default()
         }
     }
 
@@ -47,6 +52,14 @@ impl Environment {
     /// A variable that is set and not blank.
     pub fn non_empty(&self, key: &str) -> Option<&str> {
         self.get(key).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Where a variable's value came from, for problems: `env NAME`, or default-env.json.
+    pub fn origin(&self, key: &str) -> String {
+        match &self.file {
+            Some(file) if self.from_file.contains(key) => format!("{file} ({key})"),
+            _ => format!("env {key}"),
+        }
     }
 
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -89,6 +102,8 @@ impl Environment {
                 other => other.to_string(),
             };
             self.vars.insert(key.clone(), text);
+            self.from_file.insert(key.clone());
         }
+        self.file = Some(origin);
     }
 }

@@ -3,6 +3,7 @@
 //! file or variable, JSON path and reason; nothing is read again while requests are served.
 
 pub mod bindings;
+pub mod business_services;
 pub mod destination_auth;
 pub mod destinations;
 pub mod environment;
@@ -93,14 +94,21 @@ impl Runtime {
         env.merge_default_env(&workdir, &mut problems);
         let settings = Settings::from_env(&env, &mut problems);
         let xs_app = xs_app::parse(&text, &xs_app_path.display().to_string(), &mut problems);
-        let destinations = match env.non_empty("destinations") {
-            Some(text) => destinations::parse(text, "env destinations", &mut problems),
+        let mut destinations = match env.non_empty("destinations") {
+            Some(text) => destinations::parse(text, &env.origin("destinations"), &mut problems),
             None => BTreeMap::new(),
         };
         let bindings = Bindings::load(&env, &workdir, &mut problems);
+        destinations.extend(business_services::destinations(
+            &xs_app,
+            &bindings,
+            &xs_app_path.display().to_string(),
+            &mut problems,
+        ));
         let response_headers = ResponseHeaderPolicy::from_config(
             settings.as_ref().is_none_or(|s| s.send_x_frame_options),
-            env.non_empty("httpHeaders"),
+            env.non_empty("httpHeaders")
+                .map(|text| (text, env.origin("httpHeaders"))),
             &xs_app.response_headers,
             &mut problems,
         );
@@ -113,8 +121,20 @@ impl Runtime {
                 .and_then(|b| bound_identity(AuthServiceKind::Xsuaa, b, &env, &mut problems)),
             ias: ias.and_then(|b| bound_identity(AuthServiceKind::Ias, b, &env, &mut problems)),
         };
-        check_certificate_destinations(&destinations, &identities, &mut problems);
-        check_token_bindings(&destinations, xsuaa_bound, ias_bound, &mut problems);
+        let destinations_origin = env.origin("destinations");
+        check_certificate_destinations(
+            &destinations,
+            &identities,
+            &destinations_origin,
+            &mut problems,
+        );
+        check_token_bindings(
+            &destinations,
+            xsuaa_bound,
+            ias_bound,
+            &destinations_origin,
+            &mut problems,
+        );
         let extra_roots = extra_roots(&env, &mut problems);
 
         let mut builder = RouteBuilder {
@@ -127,6 +147,7 @@ impl Runtime {
             host_pattern: settings
                 .as_ref()
                 .and_then(|s| s.destination_host_pattern.clone()),
+            host_pattern_origin: env.origin("DESTINATION_HOST_PATTERN"),
             problems: &mut problems,
         };
         let routes = builder.build(&xs_app);
@@ -214,6 +235,7 @@ fn bound_identity(
 fn check_certificate_destinations(
     destinations: &BTreeMap<String, Destination>,
     identities: &BoundIdentities,
+    origin: &str,
     problems: &mut Problems,
 ) {
     if !identities.is_empty() {
@@ -224,7 +246,7 @@ fn check_certificate_destinations(
         .filter(|d| d.forward_auth_certificates)
     {
         problems.push(
-            "env destinations",
+            origin,
             format!("$[{}].forwardAuthCertificates", d.position),
             format!(
                 "destination `{}` forwards the router's client certificate, but no bound XSUAA or IAS service has a certificate and key",
@@ -239,6 +261,7 @@ fn check_token_bindings(
     destinations: &BTreeMap<String, Destination>,
     xsuaa_bound: bool,
     ias_bound: bool,
+    origin: &str,
     problems: &mut Problems,
 ) {
     use destination_auth::{DestinationAuth, TokenServiceRef};
@@ -255,7 +278,7 @@ fn check_token_bindings(
             if !bound {
                 let what = identity::kind_name(*kind);
                 problems.push(
-                    "env destinations",
+                    origin,
                     format!("$[{}].tokenServiceBinding", d.position),
                     format!("destination `{}` gets its token from the bound {what} service, but no {what} service is bound", d.name),
                 );
@@ -271,7 +294,7 @@ fn extra_roots(env: &Environment, problems: &mut Problems) -> Vec<CertificateDer
         return roots;
     };
     for path in paths.split(':').map(str::trim).filter(|p| !p.is_empty()) {
-        let origin = format!("env XS_CACERT_PATH ({path})");
+        let origin = format!("{} ({path})", env.origin("XS_CACERT_PATH"));
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(err) => {
@@ -297,14 +320,15 @@ struct RouteBuilder<'a> {
     xsuaa_bound: bool,
     ias_bound: bool,
     host_pattern: Option<String>,
+    host_pattern_origin: String,
     problems: &'a mut Problems,
 }
 
 impl RouteBuilder<'_> {
     fn build(&mut self, xs_app: &XsApp) -> RouteTable {
         let mut routes = Vec::new();
-        for (i, def) in xs_app.routes.iter().enumerate() {
-            if let Some(route) = self.route(i, def) {
+        for def in &xs_app.routes {
+            if let Some(route) = self.route(def.index, def, xs_app) {
                 routes.push(route);
             }
         }
@@ -338,7 +362,7 @@ impl RouteBuilder<'_> {
                     Ok(regex) => Some(regex),
                     Err(err) => {
                         self.problems.push(
-                            "env DESTINATION_HOST_PATTERN",
+                            &self.host_pattern_origin,
                             "$",
                             format!("invalid regular expression: {err}"),
                         );
@@ -361,7 +385,7 @@ impl RouteBuilder<'_> {
         }
     }
 
-    fn route(&mut self, i: usize, def: &RouteDef) -> Option<Route> {
+    fn route(&mut self, i: usize, def: &RouteDef, xs_app: &XsApp) -> Option<Route> {
         let path = format!("$.routes[{i}]");
         let origin = self.origin.clone();
         let to = match &def.to {
@@ -384,13 +408,12 @@ impl RouteBuilder<'_> {
                 }
             }
             RouteTargetDef::Service { name, endpoint } => {
-                self.problems.push(
-                    &origin,
-                    format!("{path}.service"),
-                    format!("business service routes (`service`: `{name}`) are not supported by this version yet"),
-                );
-                let _ = endpoint;
-                return None;
+                let endpoint = business_services::endpoint_of(xs_app, name, endpoint.as_deref());
+                let key = business_services::service_key(name, endpoint);
+                if !self.destinations.contains_key(&key) {
+                    return None; // reported by business_services::destinations
+                }
+                RouteTo::Destination(DestinationRef::Named(key))
             }
         };
         self.check_bound(def.authentication_type, &origin, &path);

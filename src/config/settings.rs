@@ -72,33 +72,32 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(env: &Environment, problems: &mut Problems) -> Option<Self> {
-        let source: config::Map<String, String> = KEYS
+        let mut source: config::Map<String, String> = KEYS
             .iter()
             .filter_map(|key| Some((key.to_string(), env.non_empty(key)?.to_owned())))
             .collect();
-        let built = config::Config::builder()
-            .set_default("port", 5000)
-            .and_then(|b| b.set_default("xs_bind_address", "0.0.0.0"))
-            .and_then(|b| b.set_default("send_xframeoptions", true))
-            .and_then(|b| b.set_default("xsrouter_shutdown_timeout", 30))
-            .and_then(|b| b.set_default("xsrouter_credentials_poll_interval", 10))
-            .and_then(|b| b.set_default("jwt_refresh", 5))
-            .and_then(|b| b.set_default("minimum_token_validity", 0))
-            .and_then(|b| b.set_default("skip_client_credentials_tokens_load", false))
-            .and_then(|b| b.set_default("xsrouter_token_cache_size", 10_000))
-            .map(|b| {
-                b.add_source(
-                    config::Environment::default()
-                        .source(Some(source))
-                        .try_parsing(true),
-                )
-            })
-            .and_then(|b| b.build())
-            .and_then(|c| c.try_deserialize::<RawSettings>());
+        // Each variable on its own first, so every bad one is reported under its own name; a bad
+        // one is then left out so the others are still checked against the defaults.
+        for key in KEYS {
+            let Some(value) = source.get(*key).cloned() else {
+                continue;
+            };
+            let single = config::Map::from([(key.to_string(), value)]);
+            if let Err(err) = layered(single) {
+                let reason = err.to_string().replace(&key.to_ascii_lowercase(), key);
+                problems.push(&env.origin(key), "$", reason);
+                source.remove(*key);
+            }
+        }
+        let built = layered(source);
         match built {
             Ok(raw) => {
                 if raw.session_timeout == Some(0) {
-                    problems.push("env SESSION_TIMEOUT", "$", "must be at least 1 (minutes)");
+                    problems.push(
+                        &env.origin("SESSION_TIMEOUT"),
+                        "$",
+                        "must be at least 1 (minutes)",
+                    );
                 }
                 Some(Settings {
                     port: raw.port,
@@ -122,4 +121,25 @@ impl Settings {
             }
         }
     }
+}
+
+/// Defaults, then the given variables, deserialized.
+fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::ConfigError> {
+    config::Config::builder()
+        .set_default("port", 5000)?
+        .set_default("xs_bind_address", "0.0.0.0")?
+        .set_default("send_xframeoptions", true)?
+        .set_default("xsrouter_shutdown_timeout", 30)?
+        .set_default("xsrouter_credentials_poll_interval", 10)?
+        .set_default("jwt_refresh", 5)?
+        .set_default("minimum_token_validity", 0)?
+        .set_default("skip_client_credentials_tokens_load", false)?
+        .set_default("xsrouter_token_cache_size", 10_000)?
+        .add_source(
+            config::Environment::default()
+                .source(Some(source))
+                .try_parsing(true),
+        )
+        .build()?
+        .try_deserialize::<RawSettings>()
 }

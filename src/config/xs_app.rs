@@ -108,6 +108,8 @@ pub enum RouteTargetDef {
 /// One validated entry of `routes`.
 #[derive(Debug, Clone)]
 pub struct RouteDef {
+    /// Position in `routes` as written (problems and logs name it).
+    pub index: usize,
     pub source: SourceDef,
     pub target: Option<String>,
     pub to: RouteTargetDef,
@@ -279,7 +281,7 @@ pub fn parse(text: &str, origin: &str, problems: &mut Problems) -> XsApp {
                     continue;
                 };
                 for (i, item) in items.into_iter().enumerate() {
-                    if let Some(route) = parse_route(item, origin, &index(&path, i), problems) {
+                    if let Some(route) = parse_route(item, i, origin, &index(&path, i), problems) {
                         app.routes.push(route);
                     }
                 }
@@ -334,6 +336,7 @@ fn check_response_headers(
 
 fn parse_route(
     value: Value,
+    position: usize,
     origin: &str,
     path: &str,
     problems: &mut Problems,
@@ -429,6 +432,7 @@ fn parse_route(
         return None;
     }
     Some(RouteDef {
+        index: position,
         source: source?,
         target: fields.target,
         to: to?,

@@ -29,6 +29,13 @@ pub struct DestinationTokenError {
 pub struct DestinationTokens {
     service: Arc<TokenService>,
     endpoints: HashMap<String, Arc<TokenEndpoint>>,
+    /// The bound IAS service's endpoint, for `IASDependencyName` exchanges.
+    ias: Option<Arc<TokenEndpoint>>,
+}
+
+/// The IAS `resource` that names a dependency (App2App).
+pub fn ias_dependency_resource(dependency: &str) -> String {
+    format!("urn:sap:identity:application:provider:name:{dependency}")
 }
 
 impl DestinationTokens {
@@ -63,7 +70,36 @@ impl DestinationTokens {
                 })?;
             endpoints.insert(destination.name.clone(), Arc::new(endpoint));
         }
-        Ok(Self { service, endpoints })
+        let mut scratch = crate::config::Problems::default();
+        let ias =
+            match runtime
+                .bindings
+                .auth_service(AuthServiceKind::Ias, &runtime.env, &mut scratch)
+            {
+                Some(binding)
+                    if runtime
+                        .destinations
+                        .values()
+                        .any(|d| d.ias_dependency_name.is_some()) =>
+                {
+                    let endpoint = TokenEndpoint::for_binding(
+                        AuthServiceKind::Ias,
+                        binding,
+                        runtime.identities.ias.is_some(),
+                    )
+                    .map_err(|error| DestinationTokenError {
+                        destination: "(IAS binding)".to_owned(),
+                        error,
+                    })?;
+                    Some(Arc::new(endpoint))
+                }
+                _ => None,
+            };
+        Ok(Self {
+            service,
+            endpoints,
+            ias,
+        })
     }
 
     pub fn service(&self) -> &Arc<TokenService> {
@@ -78,10 +114,29 @@ impl DestinationTokens {
         user: Option<&Secret>,
     ) -> Result<Option<Secret>, TokenError> {
         match &destination.auth {
-            DestinationAuth::None => Ok(match (destination.forward_auth_token, user) {
-                (true, Some(user)) => Some(Secret::new(format!("Bearer {}", user.expose()))),
-                _ => None,
-            }),
+            DestinationAuth::None => match (&destination.ias_dependency_name, &self.ias, user) {
+                // IAS App2App: the user's token exchanged for one of the dependency.
+                (Some(dependency), Some(endpoint), Some(user)) => {
+                    let request = TokenRequest {
+                        grant: Grant::JwtBearer {
+                            assertion: user.clone(),
+                        },
+                        scope: None,
+                        audience: None,
+                        resource: Some(ias_dependency_resource(dependency)),
+                    };
+                    Ok(Some(
+                        self.service
+                            .token(endpoint, &request)
+                            .await?
+                            .authorization(),
+                    ))
+                }
+                _ => Ok(match (destination.forward_auth_token, user) {
+                    (true, Some(user)) => Some(Secret::new(format!("Bearer {}", user.expose()))),
+                    _ => None,
+                }),
+            },
             DestinationAuth::Basic(header) => Ok(Some(header.clone())),
             DestinationAuth::OAuth2 {
                 flow,
@@ -94,11 +149,16 @@ impl DestinationTokens {
                         "no token endpoint configured".to_owned(),
                     ));
                 };
-                let grant = match flow {
-                    OAuthFlow::ClientCredentials => Grant::ClientCredentials,
-                    OAuthFlow::JwtBearer => Grant::JwtBearer {
-                        assertion: user.cloned().ok_or(TokenError::UserRequired)?,
+                let grant = match (flow, user) {
+                    (OAuthFlow::ClientCredentials, _)
+                    | (OAuthFlow::UserTokenOrClientCredentials, None) => Grant::ClientCredentials,
+                    (
+                        OAuthFlow::JwtBearer | OAuthFlow::UserTokenOrClientCredentials,
+                        Some(user),
+                    ) => Grant::JwtBearer {
+                        assertion: user.clone(),
                     },
+                    (OAuthFlow::JwtBearer, None) => return Err(TokenError::UserRequired),
                 };
                 let request = TokenRequest {
                     grant,

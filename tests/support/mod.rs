@@ -4,6 +4,7 @@
 
 pub mod mtls;
 pub mod pki;
+pub mod token_service;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -1,0 +1,673 @@
+//! The test token service itself: client authentication (secret, Basic, certificate), grants,
+//! token shape and signature, injected failures.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+
+use support::client;
+use support::pki::{KeyForm, Pki};
+use support::token_service::{JWT_BEARER, RESOURCE_PREFIX, TokenService};
+
+const CLIENT: &str = "sb-app!t1";
+const SECRET: &str = "s3cr3t$with=signs";
+
+struct Setup {
+    service: TokenService,
+    server_pki: Pki,
+    client_pki: Pki,
+}
+
+async fn setup() -> Setup {
+    let server_pki = Pki::new("token server");
+    let client_pki = Pki::new("token clients");
+    let service = TokenService::start(&server_pki, &client_pki).await;
+    service.register_client(CLIENT, Some(SECRET), None);
+    Setup {
+        service,
+        server_pki,
+        client_pki,
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in fields {
+        form.append_pair(name, value);
+    }
+    form.finish()
+}
+
+/// POSTs the form; (status, JSON body).
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
+    try_post(client, url, fields, basic)
+        .await
+        .unwrap_or_else(|err| panic!("POST {url}: {err}"))
+}
+
+async fn try_post(
+    client: &reqwest::Client,
+    url: &str,
+    fields: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut builder = client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(form(fields));
+    if let Some((id, secret)) = basic {
+        builder = builder.basic_auth(id, Some(secret));
+    }
+    let response = builder.send().await?;
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+        panic!(
+            "{url} answered {status} without JSON ({err}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Ok((status, body))
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.expect("GET");
+    assert_eq!(response.status(), 200, "GET {url}");
+    serde_json::from_slice(&response.bytes().await.expect("body")).expect("JSON")
+}
+
+/// A client for the mTLS listener trusting `server_pki`, presenting a certificate with CN `cn`
+/// issued under `client_pki` (none: no client certificate).
+fn mtls_client(server_pki: &Pki, client_pki: Option<(&Pki, &str)>) -> reqwest::Client {
+    xsrouter::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_pki.root.der().clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots);
+    let mut config = match client_pki {
+        Some((pki, cn)) => {
+            let leaf = pki.client(cn, KeyForm::EcPkcs8);
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(
+                format!("{}{}", leaf.cert_pem, pki.intermediate_pem()).as_bytes(),
+            )
+            .collect::<Result<_, _>>()
+            .expect("client chain");
+            let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("mTLS client")
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {value}"))
+        .iter()
+        .map(|v| v.as_str().expect("string"))
+        .collect()
+}
+
+#[tokio::test]
+async fn client_credentials_with_secret_in_the_form_and_with_basic() {
+    let Setup { service, .. } = setup().await;
+    let http = client();
+
+    let url = service.token_url();
+    let (status, body) = post(
+        &http,
+        &url,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "uaa.resource");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let token = body["access_token"].as_str().expect("access_token");
+    let claims = service.claims(token);
+    assert_eq!(claims["jti"], body["jti"]);
+    for claim in ["sub", "cid", "azp", "client_id"] {
+        assert_eq!(claims[claim], CLIENT, "{claim}");
+    }
+    assert_eq!(claims["grant_type"], "client_credentials");
+    assert_eq!(claims["iss"], format!("{}/oauth/token", service.url));
+    assert_eq!(strings(&claims["scope"]), ["uaa.resource"]);
+    assert!(strings(&claims["aud"]).contains(&CLIENT), "{claims}");
+    assert_eq!(claims["ext_attr"]["enhancer"], "XSUAA");
+    assert!(claims["zid"].is_string());
+    let (iat, exp) = (
+        claims["iat"].as_u64().expect("iat"),
+        claims["exp"].as_u64().expect("exp"),
+    );
+    assert_eq!(exp - iat, 3600);
+
+    // HTTP Basic at the IAS-style endpoint, with a scope and an IAS resource.
+    let resource = format!("{RESOURCE_PREFIX}backend-dep");
+    let (status, body) = post(
+        &http,
+        &format!("{}/oauth2/token", service.url),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("scope", "app!t1.Read app!t1.Write"),
+            ("resource", &resource),
+        ],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "app!t1.Read app!t1.Write");
+    let claims = service.claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(strings(&claims["scope"]), ["app!t1.Read", "app!t1.Write"]);
+    let aud = strings(&claims["aud"]);
+    assert!(
+        aud.contains(&CLIENT) && aud.contains(&"backend-dep"),
+        "{aud:?}"
+    );
+    assert_ne!(claims["jti"], service.claims(token)["jti"], "jti unique");
+
+    // Wrong and missing credentials.
+    let (status, body) = post(
+        &http,
+        &url,
+        &[("grant_type", "client_credentials")],
+        Some((CLIENT, "wrong")),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_client"))
+    );
+    let (status, body) = post(
+        &http,
+        &url,
+        &[("grant_type", "client_credentials"), ("client_id", CLIENT)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_client"))
+    );
+    let (status, body) = post(
+        &http,
+        &url,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "unknown"),
+            ("client_secret", SECRET),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_client"))
+    );
+    // Authenticated, but a grant the service does not know.
+    let (status, body) = post(
+        &http,
+        &url,
+        &[("grant_type", "password"), ("username", "u")],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &Value::from("unsupported_grant_type"))
+    );
+
+    let requests = service.requests();
+    assert_eq!(service.token_requests(), 6);
+    assert_eq!(
+        requests.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200, 401, 401, 401, 400]
+    );
+    assert_eq!(requests[0].path, "/oauth/token");
+    assert_eq!(requests[0].basic_client_id, None);
+    assert_eq!(requests[0].form["client_secret"], SECRET);
+    assert_eq!(requests[1].path, "/oauth2/token");
+    assert_eq!(requests[1].basic_client_id.as_deref(), Some(CLIENT));
+    assert_eq!(requests[1].form["resource"], resource);
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.via_mtls && r.client_cert_cn.is_none())
+    );
+}
+
+#[tokio::test]
+async fn mtls_listener_authenticates_by_certificate_cn() {
+    let Setup {
+        service,
+        server_pki,
+        client_pki,
+    } = setup().await;
+    service.register_client("sb-cert!t1", None, Some("cert-client"));
+    let url = service.cert_token_url();
+    let grant = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "sb-cert!t1"),
+    ];
+
+    let right = mtls_client(&server_pki, Some((&client_pki, "cert-client")));
+    let (status, body) = post(&right, &url, &grant, None).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = service.claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["cid"], "sb-cert!t1");
+    // A secret client may use the certurl with its secret too.
+    let (status, body) = post(
+        &right,
+        &format!("{}/oauth2/token", service.cert_url),
+        &[("grant_type", "client_credentials")],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let wrong = mtls_client(&server_pki, Some((&client_pki, "someone-else")));
+    let (status, body) = post(&wrong, &url, &grant, None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_client"))
+    );
+
+    // No certificate, or one from another CA: the handshake fails.
+    let rejected_before = service.rejected_handshakes();
+    let none = mtls_client(&server_pki, None);
+    assert!(try_post(&none, &url, &grant, None).await.is_err());
+    let stranger_pki = Pki::new("strangers");
+    let stranger = mtls_client(&server_pki, Some((&stranger_pki, "cert-client")));
+    assert!(try_post(&stranger, &url, &grant, None).await.is_err());
+    assert_eq!(service.rejected_handshakes(), rejected_before + 2);
+
+    // Without a secret on the plain listener, the certificate client is not authenticated.
+    let (status, body) = post(&client(), &service.token_url(), &grant, None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_client"))
+    );
+
+    let requests = service.requests();
+    assert_eq!(
+        requests
+            .iter()
+            .map(|r| (r.via_mtls, r.client_cert_cn.as_deref(), r.status))
+            .collect::<Vec<_>>(),
+        [
+            (true, Some("cert-client"), 200),
+            (true, Some("cert-client"), 200),
+            (true, Some("someone-else"), 401),
+            (false, None, 401),
+        ]
+    );
+    assert_eq!(service.token_requests(), 4);
+}
+
+#[tokio::test]
+async fn jwt_bearer_exchanges_only_tokens_it_signed_and_refresh_rotates() {
+    let Setup { service, .. } = setup().await;
+    service.register_client("sb-other!t2", Some("other"), None);
+    let http = client();
+    let url = service.token_url();
+    let login = service.issue_user_token("jane@example.com", "sb-login!t1", &["app!t1.Read"], 600);
+    let login_claims = service.claims(&login);
+    assert_eq!(login_claims["grant_type"], "authorization_code");
+
+    let resource = format!("{RESOURCE_PREFIX}dep-a");
+    let (status, body) = post(
+        &http,
+        &url,
+        &[
+            ("grant_type", JWT_BEARER),
+            ("assertion", &login),
+            ("resource", &resource),
+        ],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["scope"], "app!t1.Read");
+    let claims = service.claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(claims["grant_type"], JWT_BEARER);
+    assert_eq!(claims["cid"], CLIENT);
+    for claim in ["user_name", "user_id", "sub", "origin", "ext_attr", "email"] {
+        assert_eq!(claims[claim], login_claims[claim], "{claim}");
+    }
+    assert_eq!(claims["user_name"], "jane@example.com");
+    assert_eq!(strings(&claims["scope"]), ["app!t1.Read"]);
+    assert!(strings(&claims["aud"]).contains(&"dep-a"), "{claims}");
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned();
+
+    // Forged: the payload changed under the signature.
+    let mut parts: Vec<String> = login.split('.').map(str::to_owned).collect();
+    let mut payload = login_claims.clone();
+    payload["user_name"] = "mallory".into();
+    parts[1] = URL_SAFE_NO_PAD.encode(payload.to_string());
+    let forged = parts.join(".");
+    let (status, body) = post(
+        &http,
+        &url,
+        &[("grant_type", JWT_BEARER), ("assertion", &forged)],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &Value::from("invalid_grant"))
+    );
+    // Unsigned, and expired.
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        parts[1]
+    );
+    let expired = service.issue_user_token("jane@example.com", "sb-login!t1", &[], 0);
+    for assertion in [unsigned.as_str(), expired.as_str()] {
+        let (status, body) = post(
+            &http,
+            &url,
+            &[("grant_type", JWT_BEARER), ("assertion", assertion)],
+            Some((CLIENT, SECRET)),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]),
+            (401, &Value::from("invalid_grant"))
+        );
+    }
+
+    // Refresh: a new token for the same user, a new refresh token; the old one is spent.
+    let (status, body) = post(
+        &http,
+        &url,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let refreshed = service.claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(refreshed["user_name"], "jane@example.com");
+    assert_eq!(refreshed["cid"], CLIENT);
+    assert_eq!(refreshed["grant_type"], "refresh_token");
+    let next = body["refresh_token"].as_str().expect("new refresh token");
+    assert_ne!(next, refresh);
+    for (token, who) in [
+        (refresh.as_str(), (CLIENT, SECRET)),
+        ("unknown-r", (CLIENT, SECRET)),
+        (next, ("sb-other!t2", "other")),
+    ] {
+        let (status, body) = post(
+            &http,
+            &url,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+            Some(who),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]),
+            (401, &Value::from("invalid_grant"))
+        );
+    }
+    // The rightful client can still use the newest one.
+    let (status, _) = post(
+        &http,
+        &url,
+        &[("grant_type", "refresh_token"), ("refresh_token", next)],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn injected_failures_delay_and_lifetime() {
+    let Setup { service, .. } = setup().await;
+    let http = client();
+    let url = service.token_url();
+    let grant = [("grant_type", "client_credentials")];
+
+    service.fail_next(2, 503);
+    for _ in 0..2 {
+        let (status, body) = post(&http, &url, &grant, Some((CLIENT, SECRET))).await;
+        assert_eq!(status, 503);
+        assert!(body["error"].is_string(), "{body}");
+    }
+    service.fail_next(1, 429);
+    let (status, _) = post(&http, &url, &grant, Some((CLIENT, SECRET))).await;
+    assert_eq!(status, 429);
+
+    service.set_expires_in(120);
+    service.set_delay(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, body) = post(&http, &url, &grant, Some((CLIENT, SECRET))).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 120);
+    let claims = service.claims(body["access_token"].as_str().expect("token"));
+    assert_eq!(
+        claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat"),
+        120
+    );
+    assert_eq!(service.token_requests(), 4);
+    assert_eq!(
+        service
+            .requests()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [503, 503, 429, 200]
+    );
+}
+
+#[tokio::test]
+async fn down_service_closes_connections_without_answering() {
+    let Setup {
+        service,
+        server_pki,
+        client_pki,
+    } = setup().await;
+    service.register_client("sb-cert!t1", None, Some("cert-client"));
+    let http = client();
+    let mtls = mtls_client(&server_pki, Some((&client_pki, "cert-client")));
+    let url = service.token_url();
+    let grant = [("grant_type", "client_credentials")];
+    let cert_grant = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "sb-cert!t1"),
+    ];
+
+    // Pooled connections exist on both listeners.
+    let (status, _) = post(&http, &url, &grant, Some((CLIENT, SECRET))).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&mtls, &service.cert_token_url(), &cert_grant, None).await;
+    assert_eq!(status, 200);
+
+    service.set_down(true);
+    for _ in 0..2 {
+        assert!(
+            try_post(&http, &url, &grant, Some((CLIENT, SECRET)))
+                .await
+                .is_err()
+        );
+        assert!(
+            try_post(&client(), &url, &grant, Some((CLIENT, SECRET)))
+                .await
+                .is_err()
+        );
+        assert!(
+            try_post(&mtls, &service.cert_token_url(), &cert_grant, None)
+                .await
+                .is_err()
+        );
+    }
+    assert!(
+        client()
+            .get(format!("{}/token_keys", service.url))
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(service.token_requests(), 2);
+
+    service.set_down(false);
+    let (status, _) = post(&http, &url, &grant, Some((CLIENT, SECRET))).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(&mtls, &service.cert_token_url(), &cert_grant, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(service.token_requests(), 4);
+}
+
+#[tokio::test]
+async fn jwks_verifies_tokens_and_discovery_names_each_listener() {
+    let Setup {
+        service,
+        server_pki,
+        client_pki,
+    } = setup().await;
+    let http = client();
+    let (status, body) = post(
+        &http,
+        &service.token_url(),
+        &[("grant_type", "client_credentials")],
+        Some((CLIENT, SECRET)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().expect("token");
+    let mut parts = token.split('.');
+    let (header_b64, payload, signature) = (
+        parts.next().expect("header"),
+        parts.next().expect("payload"),
+        parts.next().expect("signature"),
+    );
+    assert!(parts.next().is_none());
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).expect("b64")).expect("JSON");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(header["typ"], "JWT");
+    assert_eq!(header["jku"], format!("{}/token_keys", service.url));
+
+    let jwks = get_json(&http, &format!("{}/token_keys", service.url)).await;
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    let key = &keys[0];
+    assert_eq!(key["kid"], header["kid"]);
+    assert_eq!(
+        (&key["kty"], &key["alg"], &key["use"]),
+        (&"RSA".into(), &"RS256".into(), &"sig".into())
+    );
+    let n = URL_SAFE_NO_PAD
+        .decode(key["n"].as_str().expect("n"))
+        .expect("n b64url");
+    let e = URL_SAFE_NO_PAD
+        .decode(key["e"].as_str().expect("e"))
+        .expect("e b64url");
+    assert_eq!(n.len(), 256, "RSA-2048");
+    let public = ring::signature::RsaPublicKeyComponents { n: &n, e: &e };
+    let signature = URL_SAFE_NO_PAD.decode(signature).expect("signature b64url");
+    let signed = format!("{header_b64}.{payload}");
+    public
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            signed.as_bytes(),
+            &signature,
+        )
+        .expect("signature verifies with the JWKS key");
+    let mut tampered = signed.into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert!(
+        public
+            .verify(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                &tampered,
+                &signature
+            )
+            .is_err()
+    );
+    assert_eq!(service.jwks(), jwks);
+
+    // Discovery on each listener points at that listener.
+    let plain = get_json(
+        &http,
+        &format!("{}/.well-known/openid-configuration", service.url),
+    )
+    .await;
+    assert_eq!(
+        plain["token_endpoint"],
+        format!("{}/oauth2/token", service.url)
+    );
+    assert_eq!(plain["jwks_uri"], format!("{}/token_keys", service.url));
+    assert!(strings(&plain["grant_types_supported"]).contains(&JWT_BEARER));
+    let mtls = mtls_client(&server_pki, Some((&client_pki, "anyone")));
+    let cert = get_json(
+        &mtls,
+        &format!("{}/.well-known/openid-configuration", service.cert_url),
+    )
+    .await;
+    assert_eq!(
+        cert["token_endpoint"],
+        format!("{}/oauth2/token", service.cert_url)
+    );
+    assert!(cert["issuer"].is_string());
+
+    // Basic credentials arrive as sent.
+    let basic = STANDARD.encode(format!("{CLIENT}:{SECRET}"));
+    let response = http
+        .post(service.token_url())
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    // A body that is not a form is refused.
+    let response = http
+        .post(service.token_url())
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/json")
+        .body(r#"{"grant_type":"client_credentials"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 400);
+}
