@@ -412,3 +412,41 @@ async fn upstream_connections_are_reused() {
         "sequential requests should share one pooled connection"
     );
 }
+
+#[tokio::test]
+async fn requests_go_through_the_configured_forward_proxy() {
+    // A forward proxy on loopback that answers itself, reporting the absolute-form target it got.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let proxy_addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().fallback(|request: axum::extract::Request| async move {
+        serde_json::json!({"proxied": request.uri().to_string()}).to_string()
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = api_app();
+    let dest = json!([{"name": "backend", "url": "http://backend.internal:8080/base",
+        "proxyHost": "127.0.0.1", "proxyPort": proxy_addr.port()}]);
+    let router = Router::start(dir.path(), &[("destinations", dest.to_string())]).await;
+    let response = client().get(router.url("/api/x?y=1")).send().await.expect("send");
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    assert_eq!(body["proxied"], "http://backend.internal:8080/base/x?y=1");
+}
+
+#[tokio::test]
+async fn a_trailer_header_on_a_plain_request_is_harmless() {
+    // approuter 23 exits on this request; xsrouter drops the hop-by-hop header and carries on.
+    let (router, _up, _dir) = start_with(json!({"name": "backend"}), &[]).await;
+    let raw = support::raw_request(
+        router.addr,
+        b"GET /api/t HTTP/1.1\r\nHost: router.test\r\nTrailer: X-Checksum\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw.status, 200);
+    let echo: Value = serde_json::from_slice(&raw.body).expect("json");
+    assert_eq!(echo["headers"]["trailer"], Value::Null);
+    // And the router is still there.
+    let response = client().get(router.url("/api/after")).send().await.expect("send");
+    assert_eq!(response.status(), 200);
+}

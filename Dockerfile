@@ -1,0 +1,19 @@
+# xsrouter container image: build stage, then a small runtime image running as non-root.
+#   docker build -t xsrouter .
+#   docker run -p 5000:5000 -v "$PWD/xs-app:/app:ro" -e destinations='[...]' xsrouter
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin xsrouter && strip target/release/xsrouter
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin xsrouter
+COPY --from=build /src/target/release/xsrouter /usr/local/bin/xsrouter
+USER 10001
+WORKDIR /app
+# As approuter: PORT, and the working directory holding xs-app.json (mount it at /app).
+ENV PORT=5000
+EXPOSE 5000
+ENTRYPOINT ["/usr/local/bin/xsrouter"]
+CMD ["-w", "/app"]
