@@ -5,6 +5,7 @@
 //! through the destination's client ([`upstream`]). [`config`] builds the immutable runtime all
 //! of this reads.
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod identity;

@@ -11,6 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
+use crate::auth::{self, Auth, Caller, protection};
 use crate::config::Runtime;
 use crate::proxy::Forward;
 use crate::rejection::Rejection;
@@ -19,9 +20,6 @@ use crate::static_files::{self, StaticRequest};
 use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
 use crate::tokens::{CachePolicy, TokenError, TokenService};
 use crate::upstream::Upstreams;
-
-/// The session cookie name (`SESSION_COOKIE_NAME` arrives with sessions).
-const SESSION_COOKIE: &str = "JSESSIONID";
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -33,6 +31,7 @@ struct Shared {
     runtime: Arc<Runtime>,
     upstreams: Upstreams,
     tokens: Arc<DestinationTokens>,
+    auth: Auth,
     scheme: &'static str,
 }
 
@@ -45,6 +44,8 @@ pub enum StartError {
     TokenService(#[from] TokenError),
     #[error(transparent)]
     Tokens(#[from] DestinationTokenError),
+    #[error("login: {0}")]
+    Login(#[from] crate::tokens::endpoint::EndpointError),
 }
 
 impl AppState {
@@ -57,12 +58,15 @@ impl AppState {
             capacity: runtime.settings.token_cache_size,
         };
         let service = TokenService::new(upstreams.roots().clone(), upstreams.identities(), policy)?;
-        let tokens = Arc::new(DestinationTokens::build(&runtime, Arc::new(service))?);
+        let service = Arc::new(service);
+        let auth = Auth::build(&runtime, service.clone(), service.plain_client())?;
+        let tokens = Arc::new(DestinationTokens::build(&runtime, service)?);
         Ok(Self {
             inner: Arc::new(Shared {
                 runtime: Arc::new(runtime),
                 upstreams,
                 tokens,
+                auth,
                 scheme: "http",
             }),
         })
@@ -132,6 +136,13 @@ async fn route_request(
     let uri = request.uri();
     request_path::check(uri.path())
         .map_err(|_| Rejection::BadRequest("Bad Request: invalid path"))?;
+    let auth = &state.inner.auth;
+    if auth.is_callback(uri.path()) {
+        return Ok(auth.callback(uri, request.headers()).await);
+    }
+    if auth.is_logout(uri.path()) {
+        return Ok(auth.logout(request.method(), uri, request.headers()).await);
+    }
     if uri.path() == "/"
         && let Some(welcome) = &runtime.xs_app.welcome_file
     {
@@ -157,12 +168,53 @@ async fn route_request(
             return Err(Rejection::NotFound("Not Found"));
         }
     };
-    if found.route.authentication.is_some() {
-        return Err(Rejection::Unauthorized(
-            "Unauthorized: login is not available",
-        ));
+    let caller = match found.route.authentication {
+        None => None,
+        Some(kind) => {
+            match auth
+                .authenticate(request.method(), uri, request.headers(), found.route, kind)
+                .await
+            {
+                Ok(caller) => Some(caller),
+                Err(response) => return Ok(response),
+            }
+        }
+    };
+    let mut csrf_token = None;
+    if let Some(caller) = &caller {
+        if let Some(rule) = &found.route.scope
+            && !protection::scope_allows(
+                rule,
+                request.method(),
+                &caller.claims,
+                auth.xsappname(caller.provider),
+            )
+        {
+            return Ok(auth::forbidden());
+        }
+        if let Some(session) = &caller.session {
+            let safe = protection::is_safe(request.method());
+            if found.route.csrf_protection
+                && !safe
+                && !protection::csrf_matches(
+                    request.headers(),
+                    session.csrf_token.as_ref().map(|t| t.expose()),
+                )
+            {
+                return Ok(auth::csrf_required());
+            }
+            if safe && protection::wants_csrf_token(request.headers()) {
+                csrf_token = auth.csrf_token(caller).await;
+            }
+        }
     }
-    dispatch(state, peer, found, request).await
+    let mut response = dispatch(state, peer, found, request, caller.as_ref()).await?;
+    if let Some(token) = csrf_token
+        && let Ok(value) = HeaderValue::from_str(token.expose())
+    {
+        response.headers_mut().insert("x-csrf-token", value);
+    }
+    Ok(response)
 }
 
 async fn dispatch(
@@ -170,6 +222,7 @@ async fn dispatch(
     peer: SocketAddr,
     found: RouteMatch<'_>,
     request: Request,
+    caller: Option<&Caller>,
 ) -> Result<Response, Rejection> {
     let runtime = state.runtime();
     match &found.route.to {
@@ -196,11 +249,10 @@ async fn dispatch(
                 tracing::debug!(destination = %name, "no such destination");
                 return Err(Rejection::NotFound("Not Found: unknown destination"));
             };
-            // Login arrives with sessions; until then there is no user token.
             let authorization = state
                 .inner
                 .tokens
-                .authorization(destination, None)
+                .authorization(destination, caller.map(|c| &c.token))
                 .await
                 .map_err(|err| token_rejection(destination, &err))?;
             let (parts, body) = request.into_parts();
@@ -211,7 +263,7 @@ async fn dispatch(
                 peer,
                 scheme: state.inner.scheme,
                 public_route: found.route.authentication.is_none(),
-                session_cookie: SESSION_COOKIE,
+                session_cookie: state.inner.auth.session_cookie(),
                 authorization,
             }
             .send(parts, body)

@@ -416,7 +416,9 @@ async fn upstream_connections_are_reused() {
 #[tokio::test]
 async fn requests_go_through_the_configured_forward_proxy() {
     // A forward proxy on loopback that answers itself, reporting the absolute-form target it got.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let proxy_addr = listener.local_addr().expect("addr");
     let app = axum::Router::new().fallback(|request: axum::extract::Request| async move {
         serde_json::json!({"proxied": request.uri().to_string()}).to_string()
@@ -428,7 +430,11 @@ async fn requests_go_through_the_configured_forward_proxy() {
     let dest = json!([{"name": "backend", "url": "http://backend.internal:8080/base",
         "proxyHost": "127.0.0.1", "proxyPort": proxy_addr.port()}]);
     let router = Router::start(dir.path(), &[("destinations", dest.to_string())]).await;
-    let response = client().get(router.url("/api/x?y=1")).send().await.expect("send");
+    let response = client()
+        .get(router.url("/api/x?y=1"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
     let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
     assert_eq!(body["proxied"], "http://backend.internal:8080/base/x?y=1");
@@ -447,6 +453,10 @@ async fn a_trailer_header_on_a_plain_request_is_harmless() {
     let echo: Value = serde_json::from_slice(&raw.body).expect("json");
     assert_eq!(echo["headers"]["trailer"], Value::Null);
     // And the router is still there.
-    let response = client().get(router.url("/api/after")).send().await.expect("send");
+    let response = client()
+        .get(router.url("/api/after"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(response.status(), 200);
 }

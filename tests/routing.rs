@@ -131,7 +131,7 @@ async fn destination_from_capture_group_and_host_pattern() {
 }
 
 #[tokio::test]
-async fn routes_that_need_login_fail_closed() {
+async fn routes_that_need_login_redirect_browsers_and_refuse_the_rest() {
     let up = upstream::start().await;
     let dir = WorkDir::new(&json!({
         "routes": [
@@ -154,7 +154,21 @@ async fn routes_that_need_login_fail_closed() {
     );
     for path in ["/private/x", "/default/x"] {
         let response = c.get(router.url(path)).send().await.expect("send");
-        assert_eq!(response.status(), 401, "{path}");
+        assert_eq!(response.status(), 302, "{path}");
+        let location = response.headers()["location"].to_str().expect("location");
+        assert!(
+            location.starts_with("https://uaa.example/oauth/authorize?"),
+            "{location}"
+        );
+        let xhr = c
+            .get(router.url(path))
+            .header("x-requested-with", "XMLHttpRequest")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(xhr.status(), 401, "{path}");
+        let post = c.post(router.url(path)).send().await.expect("send");
+        assert_eq!(post.status(), 401, "{path}");
     }
     assert_eq!(
         up.connections(),

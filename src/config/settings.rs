@@ -24,6 +24,10 @@ const KEYS: &[&str] = &[
     "MINIMUM_TOKEN_VALIDITY",
     "SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD",
     "XSROUTER_TOKEN_CACHE_SIZE",
+    "SESSION_COOKIE_NAME",
+    "SECURE_SESSION_COOKIE",
+    "STATE_PARAMETER_SECRET",
+    "PKCE_ENABLED",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +43,10 @@ struct RawSettings {
     minimum_token_validity: u64,
     skip_client_credentials_tokens_load: bool,
     xsrouter_token_cache_size: u64,
+    session_cookie_name: String,
+    secure_session_cookie: Option<bool>,
+    state_parameter_secret: bool,
+    pkce_enabled: bool,
 }
 
 /// Settings from the environment, validated.
@@ -68,6 +76,17 @@ pub struct Settings {
     pub skip_client_credentials_tokens_load: bool,
     /// `XSROUTER_TOKEN_CACHE_SIZE` (default 10000): most tokens cached.
     pub token_cache_size: u64,
+    /// `SESSION_COOKIE_NAME` (default `JSESSIONID`).
+    pub session_cookie_name: String,
+    /// `SECURE_SESSION_COOKIE`: force `Secure` on or off (default: on for HTTPS requests).
+    pub secure_session_cookie: Option<bool>,
+    /// `STATE_PARAMETER_SECRET` (default true): OAuth `state` on login.
+    pub state_parameter: bool,
+    /// `PKCE_ENABLED` (default true): PKCE on login.
+    pub pkce: bool,
+    /// `COOKIES`: `{"SameSite": "...", "Partitioned": true}` for the session cookie.
+    pub cookie_same_site: Option<String>,
+    pub cookie_partitioned: bool,
 }
 
 impl Settings {
@@ -90,6 +109,7 @@ impl Settings {
             }
         }
         let built = layered(source);
+        let cookies = cookie_options(env, problems);
         match built {
             Ok(raw) => {
                 if raw.session_timeout == Some(0) {
@@ -113,6 +133,12 @@ impl Settings {
                     minimum_token_validity: Duration::from_secs(raw.minimum_token_validity),
                     skip_client_credentials_tokens_load: raw.skip_client_credentials_tokens_load,
                     token_cache_size: raw.xsrouter_token_cache_size.max(1),
+                    session_cookie_name: raw.session_cookie_name,
+                    secure_session_cookie: raw.secure_session_cookie,
+                    state_parameter: raw.state_parameter_secret,
+                    pkce: raw.pkce_enabled,
+                    cookie_same_site: cookies.0,
+                    cookie_partitioned: cookies.1,
                 })
             }
             Err(err) => {
@@ -121,6 +147,40 @@ impl Settings {
             }
         }
     }
+}
+
+/// `COOKIES`: a JSON object with `SameSite` (`Strict`, `Lax`, `None`) and `Partitioned`.
+fn cookie_options(env: &Environment, problems: &mut Problems) -> (Option<String>, bool) {
+    let Some(text) = env.non_empty("COOKIES") else {
+        return (None, false);
+    };
+    let origin = env.origin("COOKIES");
+    let Ok(serde_json::Value::Object(doc)) = serde_json::from_str::<serde_json::Value>(text) else {
+        problems.push(
+            &origin,
+            "$",
+            "must be a JSON object like {\"SameSite\": \"None\"}",
+        );
+        return (None, false);
+    };
+    let same_site = match doc.get("SameSite").map(|v| v.as_str()) {
+        None => None,
+        Some(Some(v @ ("Strict" | "Lax" | "None"))) => Some(v.to_owned()),
+        Some(_) => {
+            problems.push(&origin, "$.SameSite", "must be `Strict`, `Lax` or `None`");
+            None
+        }
+    };
+    let partitioned = match doc.get("Partitioned") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(_) => {
+            problems.push(&origin, "$.Partitioned", "must be a boolean");
+            false
+        }
+    };
+    (same_site, partitioned)
 }
 
 /// Defaults, then the given variables, deserialized.
@@ -135,6 +195,9 @@ fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::C
         .set_default("minimum_token_validity", 0)?
         .set_default("skip_client_credentials_tokens_load", false)?
         .set_default("xsrouter_token_cache_size", 10_000)?
+        .set_default("session_cookie_name", "JSESSIONID")?
+        .set_default("state_parameter_secret", true)?
+        .set_default("pkce_enabled", true)?
         .add_source(
             config::Environment::default()
                 .source(Some(source))

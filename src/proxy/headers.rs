@@ -96,7 +96,10 @@ impl RequestHeaderRules<'_> {
             headers.insert(header::HOST, host.clone());
         }
         if self.drop_authorization {
+            // The router authenticated the request; the client's credentials and CSRF token
+            // are its business, not the backend's.
             headers.remove(header::AUTHORIZATION);
+            headers.remove("x-csrf-token");
         }
         self.filter_cookies(headers);
         if self.set_x_forwarded {

@@ -213,6 +213,21 @@ impl TokenService {
             .map_err(|err| (*err).clone())
     }
 
+    /// A client without a client certificate, trusting the configured roots (key and discovery
+    /// documents are fetched with it).
+    pub fn plain_client(&self) -> reqwest::Client {
+        self.plain.clone()
+    }
+
+    /// A token that is not cached (login codes, refreshes of a session's own token).
+    pub async fn fetch_uncached(
+        &self,
+        endpoint: &TokenEndpoint,
+        request: &TokenRequest,
+    ) -> Result<Token, TokenError> {
+        self.fetch(endpoint, request).await
+    }
+
     /// Forgets every cached token (e.g. after the backend rejected one).
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
@@ -280,6 +295,17 @@ impl TokenService {
             }
             Grant::RefreshToken { refresh_token } => {
                 form.append_pair("refresh_token", refresh_token.expose());
+            }
+            Grant::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                form.append_pair("code", code.expose());
+                form.append_pair("redirect_uri", redirect_uri);
+                if let Some(verifier) = code_verifier {
+                    form.append_pair("code_verifier", verifier.expose());
+                }
             }
         }
         for (name, value) in [
@@ -386,6 +412,7 @@ impl TokenService {
             access_token: crate::secret::Secret::new(response.access_token),
             token_type: response.token_type.unwrap_or_else(|| "bearer".to_owned()),
             refresh_token: response.refresh_token.map(crate::secret::Secret::new),
+            id_token: response.id_token.map(crate::secret::Secret::new),
             issued_at: Instant::now(),
             lifetime,
         })

@@ -17,6 +17,12 @@ pub enum Grant {
     RefreshToken {
         refresh_token: Secret,
     },
+    /// The login callback's code, with the redirect URI and PKCE verifier of the login.
+    AuthorizationCode {
+        code: Secret,
+        redirect_uri: String,
+        code_verifier: Option<Secret>,
+    },
 }
 
 impl Grant {
@@ -25,6 +31,7 @@ impl Grant {
             Self::ClientCredentials => "client_credentials",
             Self::JwtBearer { .. } => "urn:ietf:params:oauth:grant-type:jwt-bearer",
             Self::RefreshToken { .. } => "refresh_token",
+            Self::AuthorizationCode { .. } => "authorization_code",
         }
     }
 
@@ -34,6 +41,7 @@ impl Grant {
             Self::ClientCredentials => None,
             Self::JwtBearer { assertion } => Some(assertion),
             Self::RefreshToken { refresh_token } => Some(refresh_token),
+            Self::AuthorizationCode { code, .. } => Some(code),
         }
     }
 }
@@ -66,6 +74,7 @@ pub struct Token {
     pub access_token: Secret,
     pub token_type: String,
     pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
     pub issued_at: Instant,
     /// How long the token service said the token lives.
     pub lifetime: Duration,
@@ -90,6 +99,8 @@ pub struct TokenResponse {
     pub expires_in: Option<serde_json::Value>,
     #[serde(default)]
     pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
 }
 
 /// An OAuth error answer (RFC 6749 §5.2).

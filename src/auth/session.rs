@@ -1,0 +1,222 @@
+//! Sessions: what the router remembers about a logged-in browser, the store that keeps it
+//! (in memory here; the trait lets a shared store replace it), and the session cookie.
+//!
+//! Session ids are 256 random bits. Sessions expire after the session timeout of inactivity:
+//! every request that uses a session touches it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::future::BoxFuture;
+use moka::future::Cache;
+use serde_json::Value;
+
+use crate::secret::Secret;
+
+/// A random, URL-safe identifier of `bytes` random bytes (session ids, CSRF tokens, state).
+pub fn random_token(bytes: usize) -> String {
+    use ring::rand::SecureRandom;
+    let mut buf = vec![0u8; bytes];
+    // The system RNG does not fail on supported platforms; an all-zero id would be refused
+    // by nothing, so fall back to a time-derived value only if it ever did.
+    if ring::rand::SystemRandom::new().fill(&mut buf).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        buf.iter_mut()
+            .zip(nanos.to_le_bytes().iter().cycle())
+            .for_each(|(b, n)| *b ^= n);
+    }
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The logged-in user of a session.
+#[derive(Debug, Clone)]
+pub struct UserSession {
+    /// The access token from login (or its refreshed successor).
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
+    /// Validated claims of the access token.
+    pub claims: Arc<Value>,
+    /// Unix time the access token expires.
+    pub expires_at: i64,
+    /// The service that issued it.
+    pub provider: crate::config::bindings::AuthServiceKind,
+}
+
+/// One session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user: Option<UserSession>,
+    /// The CSRF token handed out with `x-csrf-token: fetch`.
+    pub csrf_token: Option<Secret>,
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Self {
+            id: random_token(32),
+            user: None,
+            csrf_token: None,
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why the session store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreError(pub String);
+
+/// Where sessions live. Implementations must expire sessions after the idle timeout.
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    fn load(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>>;
+    fn save(&self, session: Session) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// Sessions in this process's memory, expiring after `idle` without use.
+#[derive(Debug)]
+pub struct MemoryStore {
+    sessions: Cache<String, Arc<Session>>,
+}
+
+impl MemoryStore {
+    pub fn new(idle: Duration, capacity: u64) -> Self {
+        Self {
+            sessions: Cache::builder()
+                .time_to_idle(idle)
+                .max_capacity(capacity)
+                .build(),
+        }
+    }
+}
+
+impl SessionStore for MemoryStore {
+    fn load(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
+        let id = id.to_owned();
+        Box::pin(async move { Ok(self.sessions.get(&id).await.map(|s| (*s).clone())) })
+    }
+
+    fn save(&self, session: Session) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.sessions
+                .insert(session.id.clone(), Arc::new(session))
+                .await;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            self.sessions.invalidate(&id).await;
+            Ok(())
+        })
+    }
+}
+
+/// How the session cookie is written (`SESSION_COOKIE_NAME`, `SECURE_SESSION_COOKIE`, `COOKIES`).
+#[derive(Debug, Clone)]
+pub struct CookiePolicy {
+    pub name: String,
+    /// `Some(true/false)` forces `Secure`; `None` sets it when the request came over HTTPS.
+    pub secure: Option<bool>,
+    pub same_site: Option<String>,
+    pub partitioned: bool,
+}
+
+impl CookiePolicy {
+    /// The `Set-Cookie` value for a session id (`None` clears the cookie).
+    pub fn set_cookie(&self, id: Option<&str>, https: bool) -> String {
+        let mut cookie = match id {
+            Some(id) => format!("{}={id}; Path=/; HttpOnly", self.name),
+            None => format!("{}=; Path=/; HttpOnly; Max-Age=0", self.name),
+        };
+        if self.secure.unwrap_or(https) {
+            cookie.push_str("; Secure");
+        }
+        if let Some(same_site) = &self.same_site {
+            cookie.push_str("; SameSite=");
+            cookie.push_str(same_site);
+        }
+        if self.partitioned {
+            cookie.push_str("; Partitioned");
+        }
+        cookie
+    }
+
+    /// The session id in a request's `Cookie` headers.
+    pub fn session_id<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
+        cookie_value(headers, &self.name)
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_long_and_distinct() {
+        let a = random_token(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token(32));
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let policy = CookiePolicy {
+            name: "JSESSIONID".into(),
+            secure: None,
+            same_site: Some("None".into()),
+            partitioned: true,
+        };
+        assert_eq!(
+            policy.set_cookie(Some("abc"), true),
+            "JSESSIONID=abc; Path=/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
+        assert_eq!(
+            policy.set_cookie(None, false),
+            "JSESSIONID=; Path=/; HttpOnly; Max-Age=0; SameSite=None; Partitioned"
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            http::header::COOKIE,
+            http::HeaderValue::from_static("a=1; JSESSIONID=xyz"),
+        );
+        assert_eq!(policy.session_id(&headers), Some("xyz"));
+    }
+
+    #[tokio::test]
+    async fn memory_store_round_trip_and_delete() {
+        let store = MemoryStore::new(Duration::from_secs(60), 100);
+        let session = Session::new();
+        let id = session.id.clone();
+        store.save(session).await.expect("save");
+        assert!(store.load(&id).await.expect("load").is_some());
+        store.delete(&id).await.expect("delete");
+        assert!(store.load(&id).await.expect("load").is_none());
+    }
+}
