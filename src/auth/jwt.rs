@@ -11,8 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
-/// Clock skew tolerated on `exp` and `nbf`.
-const LEEWAY: i64 = 60;
+/// Clock skew tolerated on `nbf` (a token issued a moment "in the future"). `exp` is strict:
+/// an expired token is never accepted.
+const LEEWAY: i64 = 30;
 /// Shortest time between two JWKS fetches triggered by unknown key ids.
 const REFETCH_PAUSE: Duration = Duration::from_secs(10);
 
@@ -117,7 +118,7 @@ impl JwtValidator {
 
     fn check_claims(&self, claims: &Value, now: i64) -> Result<(), JwtError> {
         match claims["exp"].as_i64() {
-            Some(exp) if exp + LEEWAY >= now => {}
+            Some(exp) if exp > now => {}
             _ => return Err(JwtError::Expired),
         }
         if let Some(nbf) = claims["nbf"].as_i64()

@@ -219,4 +219,25 @@ mod tests {
         store.delete(&id).await.expect("delete");
         assert!(store.load(&id).await.expect("load").is_none());
     }
+
+    #[tokio::test]
+    async fn idle_sessions_expire_and_used_ones_live_on() {
+        let store = MemoryStore::new(Duration::from_millis(400), 100);
+        let idle = Session::new();
+        let used = Session::new();
+        let (idle_id, used_id) = (idle.id.clone(), used.id.clone());
+        store.save(idle).await.expect("save");
+        store.save(used).await.expect("save");
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                store.load(&used_id).await.expect("load").is_some(),
+                "a session in use stays"
+            );
+        }
+        assert!(
+            store.load(&idle_id).await.expect("load").is_none(),
+            "an idle session expired"
+        );
+    }
 }
