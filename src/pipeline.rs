@@ -141,7 +141,11 @@ async fn route_request(
         return Ok(auth.callback(uri, request.headers()).await);
     }
     if auth.is_logout(uri.path()) {
-        return Ok(auth.logout(request.method(), uri, request.headers()).await);
+        let (response, ended) = auth.logout(request.method(), uri, request.headers()).await;
+        if let Some(user) = ended {
+            tokio::spawn(logout_backends(state.clone(), user.access_token));
+        }
+        return Ok(response);
     }
     if uri.path() == "/"
         && let Some(welcome) = &runtime.xs_app.welcome_file
@@ -272,6 +276,38 @@ async fn dispatch(
         RouteTo::Service { .. } => Err(Rejection::BadGateway(
             "Bad Gateway: service routes are not supported",
         )),
+    }
+}
+
+/// Calls each destination's `logoutPath` (xs-app.json `destinations`) with the user's token, so
+/// backends can end their own sessions. Failures are logged; the user is logged out regardless.
+async fn logout_backends(state: AppState, token: crate::secret::Secret) {
+    let runtime = state.runtime();
+    for (name, options) in &runtime.xs_app.destinations {
+        let Some(path) = &options.logout_path else {
+            continue;
+        };
+        let (Some(destination), Some(client)) = (
+            runtime.destination(name),
+            state.inner.upstreams.client(name, None),
+        ) else {
+            continue;
+        };
+        let method = match options.logout_method.unwrap_or_default() {
+            crate::config::xs_app::LogoutMethod::Get => http::Method::GET,
+            crate::config::xs_app::LogoutMethod::Post => http::Method::POST,
+        };
+        let request = client
+            .http()
+            .request(method, client.url_for(path))
+            .bearer_auth(token.expose())
+            .timeout(destination.timeout);
+        match request.send().await {
+            Ok(response) => {
+                tracing::info!(destination = %name, status = response.status().as_u16(), "backend logout")
+            }
+            Err(err) => tracing::warn!(destination = %name, error = %err, "backend logout failed"),
+        }
     }
 }
 

@@ -421,20 +421,29 @@ impl Auth {
         Some(token)
     }
 
-    /// Ends the session and sends the browser to the identity provider's logout.
-    pub async fn logout(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+    /// Ends the session and sends the browser to the identity provider's logout. Returns the
+    /// ended session's user, whose backends are to be logged out too.
+    pub async fn logout(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> (Response, Option<UserSession>) {
         let Some(settings) = &self.logout else {
-            return Rejection::NotFound("Not Found").into_response();
+            return (Rejection::NotFound("Not Found").into_response(), None);
         };
         let expected = match settings.method {
             LogoutMethod::Get => Method::GET,
             LogoutMethod::Post => Method::POST,
         };
         if *method != expected {
-            return Rejection::MethodNotAllowed {
-                allow: expected.to_string(),
-            }
-            .into_response();
+            return (
+                Rejection::MethodNotAllowed {
+                    allow: expected.to_string(),
+                }
+                .into_response(),
+                None,
+            );
         }
         let session = match self.cookie.session_id(headers) {
             Some(id) => self.store.load(id).await.ok().flatten(),
@@ -450,7 +459,7 @@ impl Auth {
                     .map(Secret::expose),
             )
         {
-            return csrf_required();
+            return (csrf_required(), None);
         }
         let https = is_https(headers);
         let origin = public_origin(headers, uri);
@@ -459,7 +468,10 @@ impl Auth {
             local_return_url(settings.page.as_deref().unwrap_or("/"))
         );
         let Some(session) = session else {
-            return redirect(&back, &[self.cookie.set_cookie(None, https)]);
+            return (
+                redirect(&back, &[self.cookie.set_cookie(None, https)]),
+                None,
+            );
         };
         let _ = self.store.delete(&session.id).await;
         let location = match session
@@ -490,7 +502,10 @@ impl Auth {
             },
             None => back,
         };
-        redirect(&location, &[self.cookie.set_cookie(None, https)])
+        (
+            redirect(&location, &[self.cookie.set_cookie(None, https)]),
+            session.user,
+        )
     }
 }
 

@@ -188,8 +188,8 @@ impl ClientCertificate {
         self.subject_cn.as_deref()
     }
 
-    /// The subject's attributes in encoded order as (short name, value) pairs, values escaped
-    /// like [`ClientCertificate::subject_common_name`].
+    /// The subject's attributes in encoded order as (short name, value) pairs, each value
+    /// escaped as in [`ClientCertificate::subject`] (a non-string value as `#HEX`).
     pub fn subject_attributes(&self) -> &[(String, String)] {
         &self.subject_parts
     }
@@ -353,7 +353,7 @@ pub(crate) fn pem(der: &[u8]) -> String {
 }
 
 /// A SAN string with bytes outside printable ASCII, `%`, `"` and `\` percent-encoded.
-fn printable(bytes: &[u8]) -> String {
+pub(crate) fn printable(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if (0x21..=0x7e).contains(&b) && !matches!(b, b'%' | b'"' | b'\\') {
@@ -464,7 +464,7 @@ fn escape_text(bytes: &[u8]) -> String {
 }
 
 /// RFC 4514 escaping of one attribute value (see [`ClientCertificate::subject`]).
-pub(crate) fn escape_rfc4514_value(bytes: &[u8]) -> String {
+fn escape_rfc4514_value(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     let last = bytes.len().saturating_sub(1);
     for (i, &b) in bytes.iter().enumerate() {
@@ -542,7 +542,11 @@ fn parts(name: &X509Name<'_>) -> Vec<(String, String)> {
     name.iter_attributes()
         .map(|atv| {
             let (ty, _) = attribute_type(&atv.attr_type().to_id_string());
-            (ty, escape_text(&value_text(atv.attr_value())))
+            let value = match attribute_value(atv.attr_value()) {
+                Value::Text(text) => escape_rfc4514_value(&text),
+                Value::Der(der) => format!("#{}", hex(&der, HexCase::Upper)),
+            };
+            (ty, value)
         })
         .collect()
 }

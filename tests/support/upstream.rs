@@ -58,6 +58,8 @@ pub async fn echo(request: Request) -> Response {
 #[derive(Clone, Default)]
 pub struct Observed {
     pub connections: Arc<AtomicUsize>,
+    /// Every request's path and `Authorization` header (empty when absent).
+    pub paths: Arc<std::sync::Mutex<Vec<(String, String)>>>,
     /// Receives a message when the streaming-upload endpoint got its first chunk.
     pub first_chunk: Arc<tokio::sync::Mutex<Option<mpsc::Sender<usize>>>>,
 }
@@ -79,6 +81,7 @@ impl Upstream {
 }
 
 fn app(observed: Observed) -> axum::Router {
+    let recorder = observed.paths.clone();
     axum::Router::new()
         .route("/slow/{ms}", any(slow))
         .route("/headers", get(with_headers))
@@ -87,6 +90,23 @@ fn app(observed: Observed) -> axum::Router {
         .route("/status/{code}", any(status))
         .fallback(echo)
         .with_state(observed)
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let recorder = recorder.clone();
+                async move {
+                    let authorization = request
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    if let Ok(mut paths) = recorder.lock() {
+                        paths.push((request.uri().path().to_owned(), authorization));
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
 }
 
 /// Starts the echo upstream on an ephemeral loopback port, counting connections.
