@@ -4,15 +4,21 @@
 //! Both listeners serve `POST /oauth/token` (XSUAA) and `POST /oauth2/token` (IAS),
 //! `GET /token_keys` (JWKS) and `GET /.well-known/openid-configuration`. Grants:
 //! `client_credentials`, `urn:ietf:params:oauth:grant-type:jwt-bearer` (with IAS-style
-//! `resource`) and `refresh_token`. Tokens are RS256 JWTs shaped like XSUAA's. Failures can be
-//! injected: a delay, the next n token requests answering a status, or the service being down
-//! (connections accepted and closed at once).
+//! `resource`), `refresh_token` and `authorization_code` (with PKCE, RFC 7636, `S256` only).
+//! Tokens are RS256 JWTs shaped like XSUAA's. Failures can be injected: a delay, the next n token
+//! requests answering a status, or the service being down (connections accepted and closed at
+//! once).
+//!
+//! The browser login: `GET /oauth/authorize` (XSUAA) and `GET /oauth2/authorize` (IAS) log in a
+//! configurable user at once (no login page) and redirect to the client's `redirect_uri` with a
+//! single-use code; `GET /logout.do` (XSUAA) and `GET /oauth2/logout` (IAS, OpenID Connect
+//! RP-initiated logout) record the call and redirect back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -37,6 +43,8 @@ pub const RESOURCE_PREFIX: &str = "urn:sap:identity:application:provider:name:";
 /// The zone (`zid`) of every token.
 pub const ZONE_ID: &str = "5f5e1d0c-test-zone-0000-000000000001";
 const DEFAULT_SCOPES: [&str; 1] = ["uaa.resource"];
+/// How long an authorization code may be redeemed (XSUAA: 60 s).
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
 /// One request to a token endpoint, as the service saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +91,30 @@ struct RefreshGrant {
     audiences: Vec<String>,
 }
 
+/// What an authorization code stands for.
+#[derive(Debug, Clone)]
+struct AuthCode {
+    client_id: String,
+    /// As the authorize request sent it; the token request must send the identical string.
+    redirect_uri: String,
+    /// The `S256` code challenge, if the authorize request sent one.
+    code_challenge: Option<String>,
+    nonce: Option<String>,
+    user: String,
+    scopes: Vec<String>,
+    issued: Instant,
+}
+
 struct State {
     clients: HashMap<String, Client>,
     refresh_tokens: HashMap<String, RefreshGrant>,
+    codes: HashMap<String, AuthCode>,
+    code_lifetime: Duration,
+    login_user: String,
+    login_scopes: Vec<String>,
+    login_denied: bool,
+    authorize_requests: Vec<BTreeMap<String, String>>,
+    logout_requests: Vec<BTreeMap<String, String>>,
     requests: Vec<TokenRequest>,
     expires_in: u64,
     delay: Duration,
@@ -103,18 +132,71 @@ struct SigningKey {
 
 fn signing_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        use rsa::pkcs8::EncodePrivateKey;
-        use rsa::traits::PublicKeyParts;
-        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("rsa keygen");
-        let der = key.to_pkcs8_der().expect("pkcs8");
-        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).expect("ring key");
-        let n = key.n().to_bytes_be();
-        let e = key.e().to_bytes_be();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &n);
-        let kid = format!("default-jwt-key-{}", hex(&digest.as_ref()[..5]));
-        SigningKey { pair, n, e, kid }
+    KEY.get_or_init(generate_key)
+}
+
+/// Another key with the service key's `kid`: what it signs must not verify.
+fn foreign_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey {
+        kid: signing_key().kid.clone(),
+        ..generate_key()
     })
+}
+
+fn generate_key() -> SigningKey {
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).expect("rsa keygen");
+    let der = key.to_pkcs8_der().expect("pkcs8");
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(der.as_bytes()).expect("ring key");
+    let n = key.n().to_bytes_be();
+    let e = key.e().to_bytes_be();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &n);
+    let kid = format!("default-jwt-key-{}", hex(&digest.as_ref()[..5]));
+    SigningKey { pair, n, e, kid }
+}
+
+/// An RS256 JWT of `claims` signed with `key`; the header names `jku` if given.
+fn sign_jwt(key: &SigningKey, jku: Option<&str>, claims: &Value) -> String {
+    let mut header = json!({
+        "alg": "RS256",
+        "kid": key.kid,
+        "typ": "JWT",
+    });
+    if let Some(jku) = jku {
+        header["jku"] = json!(jku);
+    }
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0u8; key.pair.public().modulus_len()];
+    key.pair
+        .sign(
+            &ring::signature::RSA_PKCS1_SHA256,
+            &ring::rand::SystemRandom::new(),
+            signing_input.as_bytes(),
+            &mut signature,
+        )
+        .expect("sign token");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// BASE64URL(SHA-256(verifier)): the `S256` code challenge of RFC 7636.
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+/// RFC 7636 4.1/4.2: 43 to 128 unreserved characters.
+fn is_pkce_string(s: &str) -> bool {
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -205,6 +287,13 @@ impl TokenService {
             state: Mutex::new(State {
                 clients: HashMap::new(),
                 refresh_tokens: HashMap::new(),
+                codes: HashMap::new(),
+                code_lifetime: CODE_LIFETIME,
+                login_user: "alice".to_owned(),
+                login_scopes: vec!["openid".to_owned()],
+                login_denied: false,
+                authorize_requests: Vec::new(),
+                logout_requests: Vec::new(),
                 requests: Vec::new(),
                 expires_in: 3600,
                 delay: Duration::ZERO,
@@ -372,6 +461,89 @@ impl TokenService {
     pub fn jwks(&self) -> Value {
         jwks()
     }
+
+    /// Like [`Self::issue_user_token`], but `aud`, when not empty, is the token's whole `aud`
+    /// claim (instead of the client and the scopes' xsappnames), and `issuer_override` its
+    /// `iss`. Signed with the service key.
+    pub fn issue_user_token_with(
+        &self,
+        user: &str,
+        client_id: &str,
+        scopes: &[&str],
+        expires_in: u64,
+        aud: &[&str],
+        issuer_override: Option<&str>,
+    ) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let user_claims = user_claims(user);
+        let mut claims = self.inner.token_claims(
+            client_id,
+            "authorization_code",
+            &scopes,
+            &[],
+            Some(&user_claims),
+            expires_in,
+        );
+        if !aud.is_empty() {
+            claims["aud"] = json!(aud);
+        }
+        if let Some(issuer) = issuer_override {
+            claims["iss"] = json!(issuer);
+        }
+        self.inner.sign(&claims)
+    }
+
+    /// A well-formed RS256 JWT of `claims` whose header names the service key's `kid`, but
+    /// signed by a different RSA key: its signature does not verify. The header's `jku` is
+    /// derived from an `iss` ending in `/oauth/token` or `/oauth2/token`, as the service's own.
+    pub fn sign_with_foreign_key(claims: &Value) -> String {
+        let jku = claims["iss"].as_str().and_then(|iss| {
+            iss.strip_suffix("/oauth/token")
+                .or_else(|| iss.strip_suffix("/oauth2/token"))
+                .map(|base| format!("{base}/token_keys"))
+        });
+        sign_jwt(foreign_key(), jku.as_deref(), claims)
+    }
+
+    /// The user the authorize endpoints log in from now on (default `alice` with `openid`), and
+    /// the scopes their tokens carry.
+    pub fn set_login_user(&self, user: &str, scopes: &[&str]) {
+        let mut state = self.state();
+        state.login_user = user.to_owned();
+        state.login_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// While set, the authorize endpoints redirect with `error=access_denied` instead of a code.
+    pub fn set_login_denied(&self, denied: bool) {
+        self.state().login_denied = denied;
+    }
+
+    /// How long authorization codes issued from now on may be redeemed (default 60 s; zero:
+    /// expired at once).
+    pub fn set_code_lifetime(&self, lifetime: Duration) {
+        self.state().code_lifetime = lifetime;
+    }
+
+    /// The query parameters of every request to an authorize endpoint so far (refused ones
+    /// included), in arrival order; for a repeated parameter, the last value.
+    pub fn authorize_requests(&self) -> Vec<BTreeMap<String, String>> {
+        self.state().authorize_requests.clone()
+    }
+
+    /// The query parameters of every request to a logout endpoint so far, in arrival order.
+    pub fn logout_requests(&self) -> Vec<BTreeMap<String, String>> {
+        self.state().logout_requests.clone()
+    }
+
+    /// `<url>/oauth/authorize` (the XSUAA authorization endpoint).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.url)
+    }
+
+    /// `<url>/logout.do` (the XSUAA logout endpoint).
+    pub fn logout_url(&self) -> String {
+        format!("{}/logout.do", self.url)
+    }
 }
 
 impl Drop for TokenService {
@@ -435,6 +607,28 @@ fn json_response(status: u16, body: &Value) -> Response {
         http::HeaderValue::from_static("no-cache"),
     );
     response
+}
+
+/// `302 Found` to `location` (400 if it cannot be a header value).
+fn found(location: &str) -> Response {
+    let Ok(value) = http::HeaderValue::from_str(location) else {
+        return oauth_error(400, "invalid_request", "the redirect is not a valid URI");
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = http::StatusCode::FOUND;
+    response.headers_mut().insert(http::header::LOCATION, value);
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// The query's parameters, decoded; for a repeated one, the last value.
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// An OAuth error answer.
@@ -584,6 +778,7 @@ struct Issued {
     scopes: Vec<String>,
     expires_in: u64,
     refresh_token: Option<String>,
+    id_token: Option<String>,
 }
 
 impl Issued {
@@ -597,6 +792,9 @@ impl Issued {
         });
         if let Some(refresh) = &self.refresh_token {
             body["refresh_token"] = json!(refresh);
+        }
+        if let Some(id_token) = &self.id_token {
+            body["id_token"] = json!(id_token);
         }
         json_response(200, &body)
     }
@@ -633,6 +831,12 @@ impl Inner {
                 }
                 self.token_endpoint(path, request, connection).await
             }
+            "/oauth/authorize" | "/oauth2/authorize" if method == http::Method::GET => {
+                self.authorize(request.uri().query())
+            }
+            "/logout.do" | "/oauth2/logout" if method == http::Method::GET => {
+                self.logout(&path, request.uri().query())
+            }
             "/token_keys" if method == http::Method::GET => json_response(200, &jwks()),
             "/.well-known/openid-configuration" if method == http::Method::GET => {
                 let base = self.base(connection);
@@ -640,13 +844,17 @@ impl Inner {
                     200,
                     &json!({
                         "issuer": base,
+                        "authorization_endpoint": format!("{base}/oauth2/authorize"),
                         "token_endpoint": format!("{base}/oauth2/token"),
+                        "end_session_endpoint": format!("{base}/oauth2/logout"),
                         "jwks_uri": format!("{base}/token_keys"),
                         "grant_types_supported": [
+                            "authorization_code",
                             "client_credentials",
                             JWT_BEARER,
                             "refresh_token",
                         ],
+                        "code_challenge_methods_supported": ["S256"],
                         "token_endpoint_auth_methods_supported": [
                             "client_secret_basic",
                             "client_secret_post",
@@ -658,9 +866,12 @@ impl Inner {
                     }),
                 )
             }
-            "/token_keys" | "/.well-known/openid-configuration" => {
-                json_response(405, &json!({ "error": "method_not_allowed" }))
-            }
+            "/token_keys"
+            | "/.well-known/openid-configuration"
+            | "/oauth/authorize"
+            | "/oauth2/authorize"
+            | "/logout.do"
+            | "/oauth2/logout" => json_response(405, &json!({ "error": "method_not_allowed" })),
             _ => json_response(404, &json!({ "error": "not_found" })),
         }
     }
@@ -792,6 +1003,7 @@ impl Inner {
                     scopes,
                     expires_in,
                     refresh_token: None,
+                    id_token: None,
                 }
                 .response()
             }
@@ -832,6 +1044,7 @@ impl Inner {
                     None => granted,
                 };
                 self.user_grant(client_id, JWT_BEARER, user, scopes, audiences, expires_in)
+                    .response()
             }
             Some("refresh_token") => {
                 let Some(refresh_token) = field("refresh_token") else {
@@ -859,6 +1072,25 @@ impl Inner {
                     all_audiences,
                     expires_in,
                 )
+                .response()
+            }
+            Some("authorization_code") => {
+                let code = match self.redeem_code(client_id.as_str(), field) {
+                    Ok(code) => code,
+                    Err((error, description)) => return oauth_error(400, error, &description),
+                };
+                let user = user_claims(&code.user);
+                let id_token = self.id_token(&client_id, &user, code.nonce.as_deref(), expires_in);
+                let mut issued = self.user_grant(
+                    client_id,
+                    "authorization_code",
+                    user,
+                    code.scopes,
+                    audiences,
+                    expires_in,
+                );
+                issued.id_token = Some(id_token);
+                issued.response()
             }
             Some(other) => oauth_error(
                 400,
@@ -877,7 +1109,7 @@ impl Inner {
         scopes: Vec<String>,
         audiences: Vec<String>,
         expires_in: u64,
-    ) -> Response {
+    ) -> Issued {
         let (access_token, jti) = self.sign_token(
             &client_id,
             grant_type,
@@ -902,8 +1134,191 @@ impl Inner {
             scopes,
             expires_in,
             refresh_token: Some(refresh_token),
+            id_token: None,
         }
-        .response()
+    }
+
+    /// Spends the code the token request presents (any presentation of a known code spends it,
+    /// as in UAA) and checks it against the request: its client, the identical `redirect_uri`,
+    /// its lifetime and the PKCE `code_verifier`. A refusal: its OAuth error code (answered with
+    /// 400) and description.
+    fn redeem_code<'a>(
+        &self,
+        client_id: &str,
+        field: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<AuthCode, (&'static str, String)> {
+        let Some(code) = field("code") else {
+            return Err(("invalid_request", "code is missing".to_owned()));
+        };
+        let invalid = |description: &str| Err(("invalid_grant", description.to_owned()));
+        let (grant, lifetime) = {
+            let mut state = self.lock();
+            (state.codes.remove(code), state.code_lifetime)
+        };
+        let Some(grant) = grant else {
+            return invalid(&format!("Invalid authorization code: {code}"));
+        };
+        if grant.issued.elapsed() >= lifetime {
+            return invalid(&format!("Invalid authorization code: {code} has expired"));
+        }
+        if grant.client_id != client_id {
+            return invalid("the authorization code was issued to another client");
+        }
+        if field("redirect_uri") != Some(grant.redirect_uri.as_str()) {
+            return invalid("Redirect URI mismatch.");
+        }
+        match (&grant.code_challenge, field("code_verifier")) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return invalid("Code verifier not required for this authorization code.");
+            }
+            (Some(_), None) => return invalid("Code verifier is missing."),
+            (Some(_), Some(verifier)) if !is_pkce_string(verifier) => {
+                return invalid("Code verifier must be 43 to 128 unreserved characters.");
+            }
+            (Some(challenge), Some(verifier)) => {
+                if s256(verifier) != *challenge {
+                    return invalid("Invalid code verifier.");
+                }
+            }
+        }
+        Ok(grant)
+    }
+
+    /// `GET /oauth/authorize` and `/oauth2/authorize`: the configured user logs in at once.
+    /// Errors before a trustworthy `redirect_uri` is known answer 400; later ones redirect with
+    /// `error` (RFC 6749 4.1.2.1).
+    fn authorize(&self, query: Option<&str>) -> Response {
+        let params = query_params(query);
+        let mut state = self.lock();
+        state.authorize_requests.push(params.clone());
+        let Some(client_id) = params.get("client_id") else {
+            return oauth_error(400, "invalid_request", "client_id is missing");
+        };
+        if !state.clients.contains_key(client_id) {
+            return oauth_error(
+                400,
+                "invalid_client",
+                &format!("No client with requested id: {client_id}"),
+            );
+        }
+        let Some(redirect_uri) = params.get("redirect_uri") else {
+            return oauth_error(400, "invalid_request", "redirect_uri is missing");
+        };
+        let target = match url::Url::parse(redirect_uri) {
+            Ok(target) if target.fragment().is_none() && !target.cannot_be_a_base() => target,
+            _ => {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    "redirect_uri must be an absolute URI without a fragment",
+                );
+            }
+        };
+        let app_state = params.get("state").map(String::as_str);
+        let redirect = |pairs: &[(&str, &str)]| {
+            let mut target = target.clone();
+            {
+                let mut query = target.query_pairs_mut();
+                for (name, value) in pairs {
+                    query.append_pair(name, value);
+                }
+                if let Some(app_state) = app_state {
+                    query.append_pair("state", app_state);
+                }
+            }
+            found(target.as_str())
+        };
+        if params.get("response_type").map(String::as_str) != Some("code") {
+            return redirect(&[("error", "unsupported_response_type")]);
+        }
+        let code_challenge = match (
+            params.get("code_challenge"),
+            params.get("code_challenge_method").map(String::as_str),
+        ) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return redirect(&[
+                    ("error", "invalid_request"),
+                    ("error_description", "code_challenge is missing"),
+                ]);
+            }
+            // Without a method, the challenge would be "plain" (RFC 7636 4.3): unsupported.
+            (Some(_), method) if method != Some("S256") => {
+                return redirect(&[
+                    ("error", "invalid_request"),
+                    (
+                        "error_description",
+                        "Unsupported code challenge method. Supported: S256",
+                    ),
+                ]);
+            }
+            (Some(challenge), _) if !is_pkce_string(challenge) => {
+                return redirect(&[
+                    ("error", "invalid_request"),
+                    (
+                        "error_description",
+                        "Code challenge must be 43 to 128 unreserved characters.",
+                    ),
+                ]);
+            }
+            (Some(challenge), _) => Some(challenge.clone()),
+        };
+        if state.login_denied {
+            return redirect(&[("error", "access_denied")]);
+        }
+        let code = random_hex(16);
+        let grant = AuthCode {
+            client_id: client_id.clone(),
+            redirect_uri: redirect_uri.clone(),
+            code_challenge,
+            nonce: params.get("nonce").cloned(),
+            user: state.login_user.clone(),
+            scopes: state.login_scopes.clone(),
+            issued: Instant::now(),
+        };
+        state.codes.insert(code.clone(), grant);
+        redirect(&[("code", &code)])
+    }
+
+    /// `GET /logout.do` (XSUAA: `redirect`) and `/oauth2/logout` (IAS: `post_logout_redirect_uri`,
+    /// handing `state` back).
+    fn logout(&self, path: &str, query: Option<&str>) -> Response {
+        let params = query_params(query);
+        self.lock().logout_requests.push(params.clone());
+        let target = if path == "/logout.do" {
+            params.get("redirect").cloned()
+        } else {
+            match params.get("post_logout_redirect_uri") {
+                None => None,
+                Some(uri) => match url::Url::parse(uri) {
+                    Ok(mut target) => {
+                        if let Some(app_state) = params.get("state") {
+                            target.query_pairs_mut().append_pair("state", app_state);
+                        }
+                        Some(target.to_string())
+                    }
+                    Err(_) => {
+                        return oauth_error(
+                            400,
+                            "invalid_request",
+                            "post_logout_redirect_uri is not an absolute URI",
+                        );
+                    }
+                },
+            }
+        };
+        match target {
+            Some(target) => found(&target),
+            None => {
+                let mut response = Response::new(Body::from("logged out"));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain;charset=UTF-8"),
+                );
+                response
+            }
+        }
     }
 
     /// The authenticated client id, or why the client is not authenticated.
@@ -971,13 +1386,28 @@ impl Inner {
         user: Option<&serde_json::Map<String, Value>>,
         expires_in: u64,
     ) -> (String, String) {
-        let key = signing_key();
-        let header = json!({
-            "alg": "RS256",
-            "jku": format!("{}/token_keys", self.url),
-            "kid": key.kid,
-            "typ": "JWT",
-        });
+        let claims = self.token_claims(
+            client_id,
+            grant_type,
+            scopes,
+            extra_audiences,
+            user,
+            expires_in,
+        );
+        let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+        (self.sign(&claims), jti)
+    }
+
+    /// The claims of a token shaped like XSUAA's.
+    fn token_claims(
+        &self,
+        client_id: &str,
+        grant_type: &str,
+        scopes: &[String],
+        extra_audiences: &[String],
+        user: Option<&serde_json::Map<String, Value>>,
+        expires_in: u64,
+    ) -> Value {
         // XSUAA: the client, the xsappnames of the scopes, and what was asked for.
         let mut audiences = vec![client_id.to_owned()];
         let scope_audiences = scopes
@@ -990,9 +1420,8 @@ impl Inner {
             }
         }
         let iat = now();
-        let jti = random_hex(16);
         let mut claims = json!({
-            "jti": jti,
+            "jti": random_hex(16),
             "ext_attr": { "enhancer": "XSUAA", "zdn": "test" },
             "sub": client_id,
             "scope": scopes,
@@ -1002,7 +1431,7 @@ impl Inner {
             "grant_type": grant_type,
             "iat": iat,
             "exp": iat + expires_in,
-            "iss": format!("{}/oauth/token", self.url),
+            "iss": self.issuer(),
             "zid": ZONE_ID,
             "aud": audiences,
         });
@@ -1014,22 +1443,62 @@ impl Inner {
             }
             None => claims["authorities"] = json!(scopes),
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let mut signature = vec![0u8; key.pair.public().modulus_len()];
-        key.pair
-            .sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
-                signing_input.as_bytes(),
-                &mut signature,
-            )
-            .expect("sign token");
-        let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature));
-        (token, jti)
+        claims
+    }
+
+    /// An OpenID Connect ID token for `user`, logged in at `client_id`.
+    fn id_token(
+        &self,
+        client_id: &str,
+        user: &serde_json::Map<String, Value>,
+        nonce: Option<&str>,
+        expires_in: u64,
+    ) -> String {
+        let iat = now();
+        let mut claims = json!({
+            "jti": random_hex(16),
+            "iss": self.issuer(),
+            "aud": client_id,
+            "azp": client_id,
+            "cid": client_id,
+            "iat": iat,
+            "exp": iat + expires_in,
+            "auth_time": iat,
+            "amr": ["pwd"],
+            "zid": ZONE_ID,
+        });
+        for name in [
+            "sub",
+            "user_name",
+            "user_id",
+            "user_uuid",
+            "origin",
+            "email",
+            "given_name",
+            "family_name",
+        ] {
+            if let Some(value) = user.get(name) {
+                claims[name] = value.clone();
+            }
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        self.sign(&claims)
+    }
+
+    /// The `iss` of every token: the XSUAA token endpoint on the plain listener.
+    fn issuer(&self) -> String {
+        format!("{}/oauth/token", self.url)
+    }
+
+    /// `claims` signed with the service key.
+    fn sign(&self, claims: &Value) -> String {
+        sign_jwt(
+            signing_key(),
+            Some(&format!("{}/token_keys", self.url)),
+            claims,
+        )
     }
 }
 
