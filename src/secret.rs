@@ -30,6 +30,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Serialized as the plain value: only for stores that protect it (the Redis session store
+/// encrypts whole sessions). Never serialize a `Secret` into logs or responses.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ pub fn random_token(bytes: usize) -> String {
 }
 
 /// The logged-in user of a session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UserSession {
     /// The access token from login (or its refreshed successor).
     pub access_token: Secret,
@@ -48,7 +48,7 @@ pub struct UserSession {
 }
 
 /// One session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub id: String,
     pub user: Option<UserSession>,

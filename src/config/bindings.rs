@@ -50,7 +50,7 @@ impl ServiceBinding {
 }
 
 /// Which kind of authentication service a binding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AuthServiceKind {
     Xsuaa,
     Ias,
