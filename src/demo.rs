@@ -103,6 +103,6 @@ pub fn demo_runtime(
 }
 
 /// Builds the shared state of a demo router.
-pub fn demo_state(runtime: Runtime) -> Result<AppState, DemoError> {
-    Ok(AppState::build(runtime)?)
+pub async fn demo_state(runtime: Runtime) -> Result<AppState, DemoError> {
+    Ok(AppState::build(runtime).await?)
 }

@@ -144,7 +144,7 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     let grace = runtime.settings.shutdown_timeout;
     let (workdir, routes) = (runtime.workdir.clone(), runtime.routes.routes().len());
     // Everything that can fail is built before the port is taken and announced.
-    let state = AppState::build(runtime)?;
+    let state = AppState::build(runtime).await?;
     let listener = TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -175,7 +175,7 @@ async fn demo() -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let grace = runtime.settings.shutdown_timeout;
-    let state = xsrouter::demo::demo_state(runtime)?;
+    let state = xsrouter::demo::demo_state(runtime).await?;
     let server = tokio::spawn(server::serve(
         listener,
         state,

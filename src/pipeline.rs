@@ -46,11 +46,13 @@ pub enum StartError {
     Tokens(#[from] DestinationTokenError),
     #[error("login: {0}")]
     Login(#[from] crate::tokens::endpoint::EndpointError),
+    #[error(transparent)]
+    SessionStore(#[from] crate::auth::session::StoreError),
 }
 
 impl AppState {
     /// Builds the upstream clients and token service for a loaded runtime.
-    pub fn build(runtime: Runtime) -> Result<Self, StartError> {
+    pub async fn build(runtime: Runtime) -> Result<Self, StartError> {
         let upstreams = Upstreams::build(&runtime)?;
         let policy = CachePolicy {
             refresh_margin: runtime.settings.jwt_refresh,
@@ -59,7 +61,8 @@ impl AppState {
         };
         let service = TokenService::new(upstreams.roots().clone(), upstreams.identities(), policy)?;
         let service = Arc::new(service);
-        let auth = Auth::build(&runtime, service.clone(), service.plain_client())?;
+        let store = auth::session::store_for(&runtime).await?;
+        let auth = Auth::build(&runtime, service.clone(), service.plain_client(), store)?;
         let tokens = Arc::new(DestinationTokens::build(&runtime, service)?);
         Ok(Self {
             inner: Arc::new(Shared {

@@ -171,7 +171,7 @@ async fn wrong_client_certificate_is_a_clear_error() {
     )
     .expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
-    let state = AppState::build(runtime).expect("state");
+    let state = AppState::build(runtime).await.expect("state");
     let err = state
         .tokens()
         .authorization(&destination, None)
@@ -285,7 +285,7 @@ async fn user_tokens_are_exchanged_per_user_and_never_crossed() {
     )
     .expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
-    let state = AppState::build(runtime).expect("state");
+    let state = AppState::build(runtime).await.expect("state");
     let alice = Secret::new(s.ts.issue_user_token("alice", "login-client", &["read"], 3600));
     let bob = Secret::new(s.ts.issue_user_token("bob", "login-client", &["read"], 3600));
     let tokens = state.tokens();
@@ -334,7 +334,7 @@ async fn ias_dependency_exchange_and_refresh_grant() {
     )
     .expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
-    let state = AppState::build(runtime).expect("state");
+    let state = AppState::build(runtime).await.expect("state");
     let user = Secret::new(s.ts.issue_user_token("carol", "ias-client", &["openid"], 3600));
     let header = state
         .tokens()

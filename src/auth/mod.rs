@@ -31,7 +31,7 @@ use crate::tokens::endpoint::EndpointError;
 use crate::tokens::{Grant, TokenRequest, TokenService};
 use login::{LOGIN_COOKIE, LoginRequest, PendingLogins, clear_login_cookie, local_return_url};
 use provider::Provider;
-use session::{CookiePolicy, MemoryStore, Session, SessionStore, UserSession, cookie_value};
+use session::{CookiePolicy, Session, SessionStore, StoreError, UserSession, cookie_value};
 
 pub const DEFAULT_CALLBACK: &str = "/login/callback";
 const APPROUTER_AUTHORIZATION: &str = "x-approuter-authorization";
@@ -76,6 +76,7 @@ impl Auth {
         runtime: &Runtime,
         tokens: Arc<TokenService>,
         http: reqwest::Client,
+        store: Arc<dyn SessionStore>,
     ) -> Result<Self, EndpointError> {
         let settings = &runtime.settings;
         let provider = |kind| -> Result<Option<Arc<Provider>>, EndpointError> {
@@ -110,10 +111,6 @@ impl Auth {
                 }
             }
         };
-        let timeout_minutes = settings
-            .session_timeout_minutes
-            .or(runtime.xs_app.session_timeout)
-            .unwrap_or(15);
         let logout = runtime.xs_app.logout.as_ref().and_then(|l| {
             l.logout_endpoint.as_ref().map(|endpoint| LogoutSettings {
                 endpoint: endpoint.clone(),
@@ -123,10 +120,7 @@ impl Auth {
             })
         });
         Ok(Self {
-            store: Arc::new(MemoryStore::new(
-                Duration::from_secs(timeout_minutes * 60),
-                1_000_000,
-            )),
+            store,
             cookie: CookiePolicy {
                 name: settings.session_cookie_name.clone(),
                 secure: settings.secure_session_cookie,
@@ -199,8 +193,13 @@ impl Auth {
         if let Some(value) = headers.get(APPROUTER_AUTHORIZATION) {
             return self.service_caller(provider, value).await;
         }
-        if let Some(caller) = self.session_caller(headers).await {
-            return Ok(caller);
+        match self.session_caller(headers).await {
+            Ok(Some(caller)) => return Ok(caller),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "session store unavailable");
+                return Err(Rejection::ServiceUnavailable("Service Unavailable: session store").into_response());
+            }
         }
         let xhr = headers
             .get("x-requested-with")
@@ -247,15 +246,21 @@ impl Auth {
     }
 
     /// The caller of a live session; refreshes the login token shortly before it expires.
-    async fn session_caller(&self, headers: &HeaderMap) -> Option<Caller> {
-        let id = self.cookie.session_id(headers)?;
-        let mut session = match self.store.load(id).await {
-            Ok(session) => session?,
-            Err(err) => {
-                tracing::warn!(error = %err, "session store unavailable");
-                return None;
-            }
+    async fn session_caller(&self, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
+        let Some(id) = self.cookie.session_id(headers) else {
+            return Ok(None);
         };
+        let Some(mut session) = self.store.load(id).await? else {
+            return Ok(None);
+        };
+        Ok(self.caller_of(&mut session).await.map(|caller| Caller {
+            session: Some(session),
+            ..caller
+        }))
+    }
+
+    /// The caller of a loaded session, refreshing the login token when it is about to expire.
+    async fn caller_of(&self, session: &mut Session) -> Option<Caller> {
         let user = session.user.clone()?;
         let now = now_unix();
         let mut user = user;
@@ -264,7 +269,9 @@ impl Auth {
                 Some(refreshed) => {
                     user = refreshed;
                     session.user = Some(user.clone());
-                    let _ = self.store.save(session.clone()).await;
+                    if let Err(err) = self.store.save(session.clone()).await {
+                        tracing::warn!(error = %err, "refreshed session could not be stored");
+                    }
                 }
                 None if user.expires_at <= now => return None,
                 None => {}
@@ -274,7 +281,7 @@ impl Auth {
             token: user.access_token.clone(),
             claims: user.claims.clone(),
             provider: user.provider,
-            session: Some(session),
+            session: None,
         })
     }
 

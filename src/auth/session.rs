@@ -125,6 +125,21 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// The idle timeout of sessions: `SESSION_TIMEOUT`, else xs-app.json `sessionTimeout`, else 15 min.
+pub fn idle_timeout(runtime: &crate::config::Runtime) -> Duration {
+    let minutes = runtime
+        .settings
+        .session_timeout_minutes
+        .or(runtime.xs_app.session_timeout)
+        .unwrap_or(15);
+    Duration::from_secs(minutes * 60)
+}
+
+/// The session store the configuration asks for: in memory (one instance).
+pub async fn store_for(runtime: &crate::config::Runtime) -> Result<Arc<dyn SessionStore>, StoreError> {
+    Ok(Arc::new(MemoryStore::new(idle_timeout(runtime), 1_000_000)))
+}
+
 /// How the session cookie is written (`SESSION_COOKIE_NAME`, `SECURE_SESSION_COOKIE`, `COOKIES`).
 #[derive(Debug, Clone)]
 pub struct CookiePolicy {

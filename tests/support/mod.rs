@@ -78,7 +78,7 @@ impl Router {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let addr = listener.local_addr().expect("router addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::build(runtime).expect("router state");
+        let state = AppState::build(runtime).await.expect("router state");
         let watcher = state.spawn_credential_watcher();
         let task = tokio::spawn(server::serve(
             listener,
