@@ -54,6 +54,10 @@ pub struct Session {
     pub user: Option<UserSession>,
     /// The CSRF token handed out with `x-csrf-token: fetch`.
     pub csrf_token: Option<Secret>,
+    /// Backend session cookies (no `Expires`/`Max-Age`), per destination: name → value. They are
+    /// replayed to that destination and never reach the browser.
+    #[serde(default)]
+    pub backend_cookies: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Secret>>,
 }
 
 impl Session {
@@ -62,6 +66,7 @@ impl Session {
             id: random_token(32),
             user: None,
             csrf_token: None,
+            backend_cookies: Default::default(),
         }
     }
 }
