@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod identity;
+pub mod inbound;
 pub mod pipeline;
 pub mod proxy;
 pub mod rejection;

@@ -15,7 +15,7 @@ use crate::auth::{self, Auth, Caller, protection};
 use crate::config::Runtime;
 use crate::proxy::Forward;
 use crate::rejection::Rejection;
-use crate::routing::{Lookup, RouteMatch, RouteTo, request_path};
+use crate::routing::{self, Lookup, RouteMatch, RouteTo, request_path};
 use crate::static_files::{self, StaticRequest};
 use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
 use crate::tokens::{CachePolicy, TokenError, TokenService};
@@ -155,10 +155,7 @@ async fn route_request(
     {
         return Ok(welcome_redirect(welcome));
     }
-    let url = uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    let (url, sap_idp) = routing::take_sap_idp(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let host = request
         .headers()
         .get(header::HOST)
@@ -178,8 +175,18 @@ async fn route_request(
     let caller = match found.route.authentication {
         None => None,
         Some(kind) => {
+            let idp = sap_idp
+                .as_deref()
+                .filter(|_| found.route.dynamic_identity_provider);
             match auth
-                .authenticate(request.method(), uri, request.headers(), found.route, kind)
+                .authenticate(
+                    request.method(),
+                    uri,
+                    request.headers(),
+                    found.route,
+                    kind,
+                    idp,
+                )
                 .await
             {
                 Ok(caller) => Some(caller),
@@ -263,7 +270,13 @@ async fn dispatch(
                 .await
                 .map_err(|err| token_rejection(destination, &err))?;
             let (parts, body) = request.into_parts();
-            Forward {
+            let session = caller.and_then(|c| c.session.as_ref());
+            let keep_cookies = session.is_some() && !found.route.backend_cookies_to_browser;
+            let backend_cookies = session
+                .filter(|_| keep_cookies)
+                .and_then(|s| s.backend_cookies.get(name))
+                .and_then(auth::backend_cookies::cookie_header);
+            let mut response = Forward {
                 destination,
                 client,
                 url: &found.url,
@@ -272,9 +285,18 @@ async fn dispatch(
                 public_route: found.route.authentication.is_none(),
                 session_cookie: state.inner.auth.session_cookie(),
                 authorization,
+                backend_cookies,
             }
             .send(parts, body)
-            .await
+            .await?;
+            if keep_cookies && let Some(caller) = caller {
+                state
+                    .inner
+                    .auth
+                    .keep_backend_cookies(caller, name, response.headers_mut())
+                    .await;
+            }
+            Ok(response)
         }
         RouteTo::Service { .. } => Err(Rejection::BadGateway(
             "Bad Gateway: service routes are not supported",

@@ -32,7 +32,8 @@ async fn setup(extra_env: &[(&'static str, String)]) -> Setup {
         "routes": [
             {"source": "^/app/(.*)$", "target": "/$1", "destination": "backend", "scope": "$XSAPPNAME.Read"},
             {"source": "^/admin/(.*)$", "target": "/$1", "destination": "backend", "scope": {"GET": "$XSAPPNAME.Read", "default": "$XSAPPNAME.Admin"}},
-            {"source": "^/exchange/(.*)$", "target": "/$1", "destination": "exchanged", "csrfProtection": false}
+            {"source": "^/exchange/(.*)$", "target": "/$1", "destination": "exchanged", "csrfProtection": false},
+            {"source": "^/dyn/(.*)$", "target": "/$1", "destination": "backend", "dynamicIdentityProvider": true, "identityProvider": "default-idp"}
         ],
         "logout": {"logoutEndpoint": "/do/logout", "logoutPage": "/bye.html", "logoutMethod": "GET"},
         "destinations": {"backend": {"logoutPath": "/session/end", "logoutMethod": "GET"}}
@@ -425,4 +426,69 @@ async fn logout_ends_the_session_and_visits_the_identity_provider() {
 
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn backend_session_cookies_stay_in_the_session() {
+    let s = setup(&[]).await;
+    let mut browser = Browser::default();
+    echo(browser.login(&s.router, "/app/x").await).await;
+    // The test backend's /headers answers with `Set-Cookie: backend=1; Path=/` (a session cookie).
+    let response = browser.get(&s.router.url("/app/headers"), &[]).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .headers()
+            .get("set-cookie")
+            .is_none_or(|v| !v.to_str().unwrap_or("").contains("backend=1")),
+        "kept from the browser: {:?}",
+        response.headers()
+    );
+    assert!(!browser.cookies.contains_key("backend"));
+    // ...and replayed to the same destination.
+    let answer = echo(browser.get(&s.router.url("/app/x"), &[]).await).await;
+    assert_eq!(answer["headers"]["cookie"][0], "backend=1");
+    // Another browser's session has no such cookie.
+    let mut other = Browser::default();
+    let answer = echo(other.login(&s.router, "/app/y").await).await;
+    assert_eq!(answer["headers"]["cookie"], Value::Null);
+}
+
+#[tokio::test]
+async fn sap_idp_picks_the_identity_provider_only_where_allowed() {
+    let s = setup(&[]).await;
+    let idp_of = |location: &str| {
+        url::Url::parse(location)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == "idp")
+            .map(|(_, v)| v.into_owned())
+    };
+    let dynamic = client()
+        .get(s.router.url("/dyn/x?sap_idp=corp-idp&a=1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(idp_of(&location(&dynamic)).as_deref(), Some("corp-idp"));
+    let fixed = client()
+        .get(s.router.url("/dyn/x"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(idp_of(&location(&fixed)).as_deref(), Some("default-idp"));
+    let not_allowed = client()
+        .get(s.router.url("/app/x?sap_idp=corp-idp"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(idp_of(&location(&not_allowed)), None);
+    // After login the parameter is not passed on to the backend.
+    let mut browser = Browser::default();
+    let answer = echo(
+        browser
+            .login(&s.router, "/dyn/y?sap_idp=corp-idp&a=1")
+            .await,
+    )
+    .await;
+    assert_eq!(answer["url"], "/y?a=1");
 }

@@ -6,6 +6,7 @@
 //! is ([`Auth::authenticate`]); the answer is a [`Caller`] or a finished response (a redirect to
 //! login, 401, 403).
 
+pub mod backend_cookies;
 pub mod jwt;
 pub mod login;
 pub mod protection;
@@ -185,6 +186,7 @@ impl Auth {
         headers: &HeaderMap,
         route: &Route,
         kind: AuthenticationType,
+        dynamic_idp: Option<&str>,
     ) -> Result<Caller, Response> {
         let Some(provider) = self.provider_for(kind) else {
             // `basic` authentication is not supported; fail closed.
@@ -198,7 +200,10 @@ impl Auth {
             Ok(None) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "session store unavailable");
-                return Err(Rejection::ServiceUnavailable("Service Unavailable: session store").into_response());
+                return Err(
+                    Rejection::ServiceUnavailable("Service Unavailable: session store")
+                        .into_response(),
+                );
             }
         }
         let xhr = headers
@@ -207,7 +212,8 @@ impl Auth {
         if xhr || *method != Method::GET {
             return Err(Rejection::Unauthorized("Unauthorized").into_response());
         }
-        self.start_login(provider, uri, headers, route).await
+        let idp = dynamic_idp.or(route.identity_provider.as_deref());
+        self.start_login(provider, uri, headers, idp).await
     }
 
     /// `x-approuter-authorization: Bearer <JWT>`: a service calling with its own token.
@@ -310,7 +316,7 @@ impl Auth {
         provider: &Provider,
         uri: &Uri,
         headers: &HeaderMap,
-        route: &Route,
+        idp: Option<&str>,
     ) -> Result<Caller, Response> {
         let endpoints = provider.endpoints().await.map_err(|err| {
             tracing::warn!(error = %err, "identity provider discovery failed");
@@ -326,7 +332,7 @@ impl Auth {
                 return_to: local_return_url(uri.path_and_query().map_or("/", |pq| pq.as_str())),
                 use_state: self.use_state,
                 use_pkce: self.use_pkce,
-                identity_provider: route.identity_provider.as_deref(),
+                identity_provider: idp,
                 provider: provider.kind,
                 secure_cookie: self.cookie.secure.unwrap_or(https),
             })
@@ -414,6 +420,32 @@ impl Auth {
             HeaderValue::from_static("no-cache, no-store, must-revalidate"),
         );
         response
+    }
+
+    /// Keeps the session cookies of a backend response in the caller's session (and takes them
+    /// out of the response).
+    pub async fn keep_backend_cookies(
+        &self,
+        caller: &Caller,
+        destination: &str,
+        headers: &mut HeaderMap,
+    ) {
+        let Some(session) = &caller.session else {
+            return;
+        };
+        // Load the current state: another request of the session may have changed it.
+        let Ok(Some(mut current)) = self.store.load(&session.id).await else {
+            return;
+        };
+        let jar = current
+            .backend_cookies
+            .entry(destination.to_owned())
+            .or_default();
+        if backend_cookies::absorb(jar, headers) {
+            if let Err(err) = self.store.save(current).await {
+                tracing::warn!(error = %err, "backend cookies could not be stored");
+            }
+        }
     }
 
     /// Hands out (and remembers) the session's CSRF token for `x-csrf-token: fetch`.

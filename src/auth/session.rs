@@ -57,7 +57,8 @@ pub struct Session {
     /// Backend session cookies (no `Expires`/`Max-Age`), per destination: name → value. They are
     /// replayed to that destination and never reach the browser.
     #[serde(default)]
-    pub backend_cookies: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Secret>>,
+    pub backend_cookies:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, Secret>>,
 }
 
 impl Session {
@@ -141,7 +142,9 @@ pub fn idle_timeout(runtime: &crate::config::Runtime) -> Duration {
 }
 
 /// The session store the configuration asks for: in memory (one instance).
-pub async fn store_for(runtime: &crate::config::Runtime) -> Result<Arc<dyn SessionStore>, StoreError> {
+pub async fn store_for(
+    runtime: &crate::config::Runtime,
+) -> Result<Arc<dyn SessionStore>, StoreError> {
     Ok(Arc::new(MemoryStore::new(idle_timeout(runtime), 1_000_000)))
 }
 

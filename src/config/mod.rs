@@ -8,6 +8,7 @@ pub mod destination_auth;
 pub mod destinations;
 pub mod environment;
 pub mod problem;
+pub mod session_store;
 pub mod settings;
 pub mod xs_app;
 
@@ -64,6 +65,8 @@ pub struct Runtime {
     /// The environment snapshot (with default-env.json), kept for credential reloads.
     pub env: Environment,
     pub response_headers: ResponseHeaderPolicy,
+    /// The shared session store (`EXT_SESSION_MGT`, `REDIS_URL`); `None` keeps sessions in memory.
+    pub session_store: Option<session_store::SessionStoreSettings>,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
 }
@@ -136,6 +139,7 @@ impl Runtime {
             &mut problems,
         );
         let extra_roots = extra_roots(&env, &mut problems);
+        let session_store = session_store::from_env(&env, &bindings, &mut problems);
 
         let mut builder = RouteBuilder {
             origin: xs_app_path.display().to_string(),
@@ -169,6 +173,7 @@ impl Runtime {
             extra_roots,
             env,
             response_headers,
+            session_store,
             warnings: Vec::new(),
         })?;
         Ok(runtime.with_warnings())
@@ -350,6 +355,8 @@ impl RouteBuilder<'_> {
                 scope: None,
                 cache_control: None,
                 identity_provider: None,
+                backend_cookies_to_browser: false,
+                dynamic_identity_provider: false,
             };
             if let Ok(route) = Route::compile(implicit) {
                 routes.push(route);
@@ -438,6 +445,8 @@ impl RouteBuilder<'_> {
                 .as_deref()
                 .and_then(|c| HeaderValue::from_str(c).ok()),
             identity_provider: def.identity_provider.clone(),
+            backend_cookies_to_browser: def.set_backend_session_cookies,
+            dynamic_identity_provider: def.dynamic_identity_provider,
         };
         match Route::compile(spec) {
             Ok(route) => Some(route),

@@ -63,12 +63,12 @@ impl ClientCertificate {
             let mut dns_names = Vec::new();
             let mut emails = Vec::new();
             let mut ip_addresses = Vec::new();
-            let san = cert
-                .subject_alternative_name()
-                .map_err(|e| CertificateError::SubjectAltName {
-                    index: 0,
-                    reason: e.to_string(),
-                })?;
+            let san =
+                cert.subject_alternative_name()
+                    .map_err(|e| CertificateError::SubjectAltName {
+                        index: 0,
+                        reason: e.to_string(),
+                    })?;
             for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
                 match name {
                     GeneralName::URI(uri) => uris.push(printable(uri.as_bytes())),
@@ -228,17 +228,18 @@ impl ClientCertificate {
         self.not_after
     }
 
-    /// URI subject alternative names (non-printable bytes as `%XX`).
+    /// URI subject alternative names (space, `"`, `\`, controls and non-ASCII as `%XX`).
     pub fn uris(&self) -> &[String] {
         &self.uris
     }
 
-    /// DNS subject alternative names (non-printable bytes as `%XX`).
+    /// DNS subject alternative names (space, `"`, `\`, controls and non-ASCII as `%XX`).
     pub fn dns_names(&self) -> &[String] {
         &self.dns_names
     }
 
-    /// E-mail (rfc822Name) subject alternative names (non-printable bytes as `%XX`).
+    /// E-mail (rfc822Name) subject alternative names (space, `"`, `\`, controls and non-ASCII
+    /// as `%XX`).
     pub fn emails(&self) -> &[String] {
         &self.emails
     }
@@ -270,7 +271,10 @@ impl ClientCertificate {
 
     /// Each chain certificate's DER in standard base64.
     pub fn chain_base64(&self) -> Vec<String> {
-        self.chain_der.iter().map(|der| STANDARD.encode(der)).collect()
+        self.chain_der
+            .iter()
+            .map(|der| STANDARD.encode(der))
+            .collect()
     }
 }
 
@@ -288,7 +292,10 @@ fn parse(der: &[u8], index: usize) -> Result<X509Certificate<'_>, CertificateErr
     Ok(cert)
 }
 
-fn digest_array<const N: usize>(algorithm: &'static ring::digest::Algorithm, data: &[u8]) -> [u8; N] {
+fn digest_array<const N: usize>(
+    algorithm: &'static ring::digest::Algorithm,
+    data: &[u8],
+) -> [u8; N] {
     let mut out = [0u8; N];
     out.copy_from_slice(ring::digest::digest(algorithm, data).as_ref());
     out
@@ -352,11 +359,12 @@ pub(crate) fn pem(der: &[u8]) -> String {
     out
 }
 
-/// A SAN string with bytes outside printable ASCII, `%`, `"` and `\` percent-encoded.
+/// A SAN string with space, `"`, `\` and bytes outside printable ASCII percent-encoded (an
+/// existing `%XX` is kept, so a well-formed URI is unchanged).
 pub(crate) fn printable(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if (0x21..=0x7e).contains(&b) && !matches!(b, b'%' | b'"' | b'\\') {
+        if (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b'\\') {
             out.push(char::from(b));
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -587,7 +595,8 @@ mod tests {
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
         params.serial_number = Some(SerialNumber::from(serial));
-        params.not_before = rcgen::date_time_ymd(2023, 1, 5) + std::time::Duration::from_secs(43_200);
+        params.not_before =
+            rcgen::date_time_ymd(2023, 1, 5) + std::time::Duration::from_secs(43_200);
         params.not_after = rcgen::date_time_ymd(2051, 12, 31);
         let key = KeyPair::generate().expect("key");
         let der = params.self_signed(&key).expect("cert").der().to_vec();
@@ -603,7 +612,7 @@ mod tests {
         let c = cert(dn, vec![], vec![1]);
         assert_eq!(
             c.subject(),
-            "CN=\\ \\#lead\\5Ctrail\\ ,O=Doe\\, \\22Jane\\22 \\+ Co\\; \\<x\\>,C=US"
+            "CN=\\ #lead\\5Ctrail\\ ,O=Doe\\, \\22Jane\\22 \\+ Co\\; \\<x\\>,C=US"
         );
         assert_eq!(c.subject(), c.issuer());
         assert_eq!(
@@ -619,8 +628,14 @@ mod tests {
         dn.push(DnType::CommonName, "a\r\nb\0é/CN=admin");
         let c = cert(dn, vec![], vec![1]);
         assert_eq!(c.subject(), "CN=a\\0D\\0Ab\\00\\C3\\A9/CN=admin");
-        assert_eq!(c.subject_legacy(), "/CN=a\\x0D\\x0Ab\\x00\\xC3\\xA9\\x2FCN=admin");
-        assert_eq!(c.subject_common_name(), Some("a\\0D\\0Ab\\00\\C3\\A9/CN=admin"));
+        assert_eq!(
+            c.subject_legacy(),
+            "/CN=a\\x0D\\x0Ab\\x00\\xC3\\xA9\\x2FCN=admin"
+        );
+        assert_eq!(
+            c.subject_common_name(),
+            Some("a\\0D\\0Ab\\00\\C3\\A9/CN=admin")
+        );
     }
 
     #[test]
@@ -641,13 +656,16 @@ mod tests {
         // An attribute type OpenSSL has no name for: dotted OID, `#`-hex DER value.
         dn.push(DnType::CustomDnType(vec![1, 2, 3, 4]), "v");
         let c = cert(dn, vec![], vec![1]);
-        assert_eq!(c.subject(), "1.2.3.4=#0C0176,OU=\\C3\\9C,O=T61,CN=Zo\\C3\\AB");
+        assert_eq!(
+            c.subject(),
+            "1.2.3.4=#0C0176,OU=\\C3\\9C,O=T61,CN=Zo\\C3\\AB"
+        );
     }
 
     #[test]
     fn serial_fingerprints_dates_and_sans() {
         let sans = vec![
-            SanType::URI("spiffe://a/b".try_into().expect("uri")),
+            SanType::URI("spiffe://a/b%2Fc".try_into().expect("uri")),
             SanType::DnsName("example.com".try_into().expect("dns")),
             SanType::Rfc822Name("a@example.com".try_into().expect("mail")),
             SanType::IpAddress("10.0.1.2".parse().expect("ip")),
@@ -662,7 +680,7 @@ mod tests {
         assert_eq!(c.not_before(), 1_672_920_000);
         assert_eq!(civil(c.not_before()), (2023, 1, 5, 12, 0, 0));
         assert_eq!(civil(c.not_after()), (2051, 12, 31, 0, 0, 0));
-        assert_eq!(c.uris(), ["spiffe://a/b"]);
+        assert_eq!(c.uris(), ["spiffe://a/b%2Fc"]);
         assert_eq!(c.dns_names(), ["example.com"]);
         assert_eq!(c.emails(), ["a@example.com"]);
         assert_eq!(c.ip_addresses().len(), 2);

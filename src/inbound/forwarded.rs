@@ -156,7 +156,8 @@ impl XfccElement {
 pub fn parse_xfcc(value: &str) -> Result<Vec<XfccElement>, ForwardedCertError> {
     check_size(XFCC, value)?;
     let bytes = value.as_bytes();
-    let malformed = |at: usize, reason: &'static str| ForwardedCertError::MalformedXfcc { at, reason };
+    let malformed =
+        |at: usize, reason: &'static str| ForwardedCertError::MalformedXfcc { at, reason };
     let mut elements = Vec::new();
     let mut current = XfccElement::default();
     let mut pairs = 0usize;
@@ -290,8 +291,16 @@ fn set_pair(element: &mut XfccElement, key: &str, value: String) -> Result<(), F
             }
             once(&mut element.hash, "Hash", value)?
         }
-        "cert" => once(&mut element.cert, "Cert", url_decode(&value, XFCC)?)?,
-        "chain" => once(&mut element.chain, "Chain", url_decode(&value, XFCC)?)?,
+        "cert" => once(
+            &mut element.cert,
+            "Cert",
+            url_decode(&value, XFCC)?.into_owned(),
+        )?,
+        "chain" => once(
+            &mut element.chain,
+            "Chain",
+            url_decode(&value, XFCC)?.into_owned(),
+        )?,
         _ => {}
     }
     Ok(())
@@ -360,7 +369,10 @@ const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 /// RFC 9440: `Client-Cert` is one structured-field byte sequence (`:<base64 DER>:`) holding the
 /// leaf; `Client-Cert-Chain` (optional) a list of them, the certificates after the leaf in TLS
 /// order. Parameters on items are ignored.
-pub fn from_rfc9440(cert: &str, chain: Option<&str>) -> Result<ClientCertificate, ForwardedCertError> {
+pub fn from_rfc9440(
+    cert: &str,
+    chain: Option<&str>,
+) -> Result<ClientCertificate, ForwardedCertError> {
     check_size(CLIENT_CERT, cert)?;
     let (leaf, rest) = sf_byte_sequence(cert.as_bytes(), 0, CLIENT_CERT)?;
     if skip_sp(cert.as_bytes(), rest) != cert.len() {
@@ -560,12 +572,17 @@ impl ForwardedFormat {
     /// Reads the certificate from a request's headers: `Ok(None)` when the proxy sent none.
     /// Repeated instances of a list header (XFCC, `Client-Cert-Chain`, Traefik) are joined
     /// with `,`; a single-item header (`Client-Cert`, escaped PEM, raw XFCC) repeated is an error.
-    pub fn parse(&self, headers: &HeaderMap) -> Result<Option<ClientCertificate>, ForwardedCertError> {
+    pub fn parse(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<ClientCertificate>, ForwardedCertError> {
         match self {
             Self::Envoy => Ok(joined(headers, XFCC)?
                 .map(|v| from_envoy_xfcc(&v))
                 .transpose()?),
-            Self::AnyXfcc => Ok(joined(headers, XFCC)?.map(|v| from_xfcc_any(&v)).transpose()?),
+            Self::AnyXfcc => Ok(joined(headers, XFCC)?
+                .map(|v| from_xfcc_any(&v))
+                .transpose()?),
             Self::CloudFoundry => Ok(single(headers, XFCC)?.map(from_cf_raw).transpose()?),
             Self::Rfc9440 => {
                 let chain = joined(headers, CLIENT_CERT_CHAIN)?;
@@ -605,11 +622,17 @@ fn single<'h>(
     let all = headers.get_all(name);
     let count = all.iter().count();
     if count > 1 {
-        return Err(ForwardedCertError::Repeated { header: name, count });
+        return Err(ForwardedCertError::Repeated {
+            header: name,
+            count,
+        });
     }
     all.iter()
         .next()
-        .map(|v| v.to_str().map_err(|_| ForwardedCertError::NotText { header: name }))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ForwardedCertError::NotText { header: name })
+        })
         .transpose()
 }
 
@@ -651,7 +674,10 @@ fn base64(text: &str, header: &'static str) -> Result<Vec<u8>, ForwardedCertErro
 
 /// Percent-decoding (a `+` stays a `+`: it is a base64 character here); the result must be
 /// UTF-8.
-fn url_decode<'a>(value: &'a str, header: &'static str) -> Result<Cow<'a, str>, ForwardedCertError> {
+fn url_decode<'a>(
+    value: &'a str,
+    header: &'static str,
+) -> Result<Cow<'a, str>, ForwardedCertError> {
     percent_encoding::percent_decode_str(value)
         .decode_utf8()
         .map_err(|_| ForwardedCertError::Pem {
@@ -684,7 +710,11 @@ fn pem_certificates(text: &str, header: &'static str) -> Result<Vec<Vec<u8>>, Fo
             .chars()
             .filter(|c| !c.is_ascii_whitespace())
             .collect();
-        if b64.is_empty() || !b64.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+        if b64.is_empty()
+            || !b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        {
             return Err(pem("the body is not base64"));
         }
         certs.push(
@@ -740,12 +770,15 @@ mod tests {
         ] {
             assert!(parse_xfcc(bad).is_err(), "{bad:?} parsed");
         }
-        let many = vec!["By=a"; MAX_XFCC_ELEMENTS + 1].join(",");
+        let many = ["By=a"; MAX_XFCC_ELEMENTS + 1].join(",");
         assert!(matches!(
             parse_xfcc(&many),
-            Err(ForwardedCertError::TooMany { what: "elements", .. })
+            Err(ForwardedCertError::TooMany {
+                what: "elements",
+                ..
+            })
         ));
-        let pairs = vec!["By=a"; MAX_XFCC_PAIRS + 1].join(";");
+        let pairs = ["By=a"; MAX_XFCC_PAIRS + 1].join(";");
         assert!(matches!(
             parse_xfcc(&pairs),
             Err(ForwardedCertError::TooMany { .. })
@@ -783,8 +816,18 @@ mod tests {
         assert_eq!(der, [1, 2, 3]);
         assert_eq!(end, item.len());
         // Missing padding is tolerated.
-        assert_eq!(sf_byte_sequence(b":AQI:", 0, CLIENT_CERT).expect("sf").0, [1, 2]);
-        for bad in [&b"AQID"[..], b":AQID", b":AQ-D:", b":AQID:;", b":AQID:;k=\"x", b":AQID:;k=:x"] {
+        assert_eq!(
+            sf_byte_sequence(b":AQI:", 0, CLIENT_CERT).expect("sf").0,
+            [1, 2]
+        );
+        for bad in [
+            &b"AQID"[..],
+            b":AQID",
+            b":AQ-D:",
+            b":AQID:;",
+            b":AQID:;k=\"x",
+            b":AQID:;k=:x",
+        ] {
             assert!(sf_byte_sequence(bad, 0, CLIENT_CERT).is_err(), "{bad:?}");
         }
         assert!(from_rfc9440("::", None).is_err());
@@ -813,7 +856,13 @@ mod tests {
 
     #[test]
     fn raw_and_traefik_garbage() {
-        for bad in ["", "not base64!", "AQID", "====", "-----BEGIN CERTIFICATE-----"] {
+        for bad in [
+            "",
+            "not base64!",
+            "AQID",
+            "====",
+            "-----BEGIN CERTIFICATE-----",
+        ] {
             assert!(from_cf_raw(bad).is_err(), "{bad:?}");
             assert!(from_traefik(bad).is_err(), "{bad:?}");
             assert!(from_escaped_pem(bad).is_err(), "{bad:?}");

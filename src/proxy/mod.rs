@@ -34,6 +34,8 @@ pub struct Forward<'a> {
     pub session_cookie: &'a str,
     /// The `Authorization` the destination gets (a token, Basic credentials), if any.
     pub authorization: Option<Secret>,
+    /// Session cookies this destination set earlier, kept by the router (`name=value; ...`).
+    pub backend_cookies: Option<String>,
 }
 
 impl Forward<'_> {
@@ -62,6 +64,19 @@ impl Forward<'_> {
                 path: parts.uri.path(),
             },
         );
+        if let Some(cookies) = &self.backend_cookies {
+            let merged = match parts
+                .headers
+                .get(http::header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(client) => format!("{client}; {cookies}"),
+                None => cookies.clone(),
+            };
+            if let Ok(value) = http::HeaderValue::from_str(&merged) {
+                parts.headers.insert(http::header::COOKIE, value);
+            }
+        }
         if let Some(authorization) = &self.authorization {
             let mut value = http::HeaderValue::from_str(authorization.expose())
                 .map_err(|_| Rejection::BadGateway("Bad Gateway: unusable token"))?;

@@ -57,6 +57,10 @@ pub struct Route {
     pub scope: Option<ScopeRule>,
     pub cache_control: Option<HeaderValue>,
     pub identity_provider: Option<String>,
+    /// `setBackendSessionCookies`: backend session cookies go to the browser, not the session.
+    pub backend_cookies_to_browser: bool,
+    /// `dynamicIdentityProvider`: a request's `sap_idp` parameter picks the identity provider.
+    pub dynamic_identity_provider: bool,
 }
 
 /// Compile-time inputs of a route, already validated by the config module.
@@ -72,6 +76,8 @@ pub struct RouteSpec {
     pub scope: Option<ScopeRule>,
     pub cache_control: Option<HeaderValue>,
     pub identity_provider: Option<String>,
+    pub backend_cookies_to_browser: bool,
+    pub dynamic_identity_provider: bool,
 }
 
 impl Route {
@@ -107,6 +113,8 @@ impl Route {
             scope: spec.scope,
             cache_control: spec.cache_control,
             identity_provider: spec.identity_provider,
+            backend_cookies_to_browser: spec.backend_cookies_to_browser,
+            dynamic_identity_provider: spec.dynamic_identity_provider,
         })
     }
 
@@ -219,6 +227,33 @@ impl RouteTable {
     }
 }
 
+/// Takes `sap_idp=<idp>` out of a URL's query (approuter strips it before matching).
+pub fn take_sap_idp(url: &str) -> (String, Option<String>) {
+    let Some((path, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut idp = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sap_idp=") {
+            Some(value) => {
+                idp = percent_encoding::percent_decode_str(value)
+                    .decode_utf8()
+                    .ok()
+                    .map(|v| v.into_owned())
+                    .filter(|v| !v.is_empty());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (path.to_owned(), idp)
+    } else {
+        (format!("{path}?{}", kept.join("&")), idp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +276,8 @@ mod tests {
             scope: None,
             cache_control: None,
             identity_provider: None,
+            backend_cookies_to_browser: false,
+            dynamic_identity_provider: false,
         }
     }
 
@@ -375,6 +412,20 @@ mod tests {
             t.lookup(&Method::GET, "/h/x", Some("evil.test")),
             Lookup::NoDestinationForHost
         ));
+    }
+
+    #[test]
+    fn sap_idp_is_taken_out_of_the_query() {
+        assert_eq!(
+            take_sap_idp("/a?sap_idp=corp&x=1"),
+            ("/a?x=1".to_owned(), Some("corp".to_owned()))
+        );
+        assert_eq!(
+            take_sap_idp("/a?sap_idp=my%20idp"),
+            ("/a".to_owned(), Some("my idp".to_owned()))
+        );
+        assert_eq!(take_sap_idp("/a?x=1"), ("/a?x=1".to_owned(), None));
+        assert_eq!(take_sap_idp("/a"), ("/a".to_owned(), None));
     }
 
     #[test]
