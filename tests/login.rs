@@ -492,3 +492,83 @@ async fn sap_idp_picks_the_identity_provider_only_where_allowed() {
     .await;
     assert_eq!(answer["url"], "/y?a=1");
 }
+
+#[tokio::test]
+async fn the_login_token_is_refreshed_before_it_expires() {
+    let s = setup(&[]).await;
+    s.ts.set_expires_in(4); // renewed from halfway: after 2 s
+    let mut browser = Browser::default();
+    let first = bearer(&echo(browser.login(&s.router, "/app/a").await).await);
+    let same = bearer(&echo(browser.get(&s.router.url("/app/b"), &[]).await).await);
+    assert_eq!(
+        same, first,
+        "no refresh in the first half of the token's life"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let refreshed = bearer(&echo(browser.get(&s.router.url("/app/c"), &[]).await).await);
+    assert_ne!(refreshed, first);
+    assert_eq!(s.ts.claims(&refreshed)["user_name"], "alice");
+    let refreshes =
+        s.ts.requests()
+            .iter()
+            .filter(|r| r.grant_type() == Some("refresh_token"))
+            .count();
+    assert_eq!(refreshes, 1);
+    // The refreshed token is kept: the next request uses it without another refresh.
+    assert_eq!(
+        bearer(&echo(browser.get(&s.router.url("/app/d"), &[]).await).await),
+        refreshed
+    );
+}
+
+#[tokio::test]
+async fn ias_login_and_ias_dependency_exchange_through_the_router() {
+    let pki = Pki::new("IAS Server");
+    let ts = TokenService::start(&pki, &Pki::new("Client")).await;
+    ts.register_client("ias-app", Some("ias-secret"), None);
+    ts.set_login_user("carol", &["openid"]);
+    let backend = upstream::start().await;
+    let dir = WorkDir::new(&json!({
+        "routes": [{"source": "^/ias/(.*)$", "target": "/$1", "destination": "orders", "authenticationType": "ias"}]
+    }));
+    let vcap = json!({"identity": [{"name": "ias", "label": "identity", "credentials": {
+        "clientid": "ias-app", "clientsecret": "ias-secret", "url": ts.url}}]});
+    let destinations =
+        json!([{"name": "orders", "url": backend.url(), "IASDependencyName": "orders-api"}]);
+    let router = Router::start(
+        dir.path(),
+        &[
+            ("VCAP_SERVICES", vcap.to_string()),
+            ("destinations", destinations.to_string()),
+        ],
+    )
+    .await;
+    let mut browser = Browser::default();
+    let answer = echo(browser.login(&router, "/ias/list").await).await;
+    let authorize = &ts.authorize_requests()[0];
+    assert_eq!(
+        authorize.get("scope").map(String::as_str),
+        Some("openid"),
+        "IAS login asks for openid"
+    );
+    let exchanged = bearer(&answer);
+    let claims = ts.claims(&exchanged);
+    assert_eq!(claims["user_name"], "carol");
+    assert!(
+        claims["aud"]
+            .as_array()
+            .expect("aud")
+            .iter()
+            .any(|a| a == "orders-api"),
+        "{claims}"
+    );
+    let exchange = ts
+        .requests()
+        .into_iter()
+        .find(|r| r.form.contains_key("resource"))
+        .expect("exchange request");
+    assert_eq!(
+        exchange.form.get("resource").map(String::as_str),
+        Some("urn:sap:identity:application:provider:name:orders-api")
+    );
+}

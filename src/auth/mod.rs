@@ -270,7 +270,7 @@ impl Auth {
         let user = session.user.clone()?;
         let now = now_unix();
         let mut user = user;
-        if user.expires_at - now <= self.refresh_margin.as_secs() as i64 {
+        if now >= user.refresh_at {
             match self.refresh(&user).await {
                 Some(refreshed) => {
                     user = refreshed;
@@ -308,7 +308,12 @@ impl Auth {
             }
         };
         let claims = provider.validate(token.access_token.expose()).await.ok()?;
-        Some(user_session(provider.kind, token, claims))
+        Some(user_session(
+            provider.kind,
+            token,
+            claims,
+            self.refresh_margin,
+        ))
     }
 
     async fn start_login(
@@ -401,7 +406,12 @@ impl Auth {
             }
         };
         let mut session = Session::new();
-        session.user = Some(user_session(provider.kind, token, claims));
+        session.user = Some(user_session(
+            provider.kind,
+            token,
+            claims,
+            self.refresh_margin,
+        ));
         let id = session.id.clone();
         if let Err(err) = self.store.save(session).await {
             tracing::warn!(error = %err, "session could not be stored");
@@ -548,20 +558,28 @@ impl Auth {
     }
 }
 
+/// A session's user from a fresh login token. The token is renewed `margin` before it expires,
+/// but never earlier than halfway through its life, so short-lived tokens are not refreshed on
+/// every request.
 fn user_session(
     provider: AuthServiceKind,
     token: crate::tokens::Token,
     claims: Value,
+    margin: Duration,
 ) -> UserSession {
+    let now = now_unix();
     let expires_at = claims["exp"]
         .as_i64()
-        .unwrap_or_else(|| now_unix() + token.lifetime.as_secs() as i64);
+        .unwrap_or_else(|| now + token.lifetime.as_secs() as i64);
+    let lifetime = (expires_at - now).max(0);
+    let refresh_at = expires_at - (margin.as_secs() as i64).min(lifetime / 2);
     UserSession {
         access_token: token.access_token,
         refresh_token: token.refresh_token,
         id_token: token.id_token,
         claims: Arc::new(claims),
         expires_at,
+        refresh_at,
         provider,
     }
 }

@@ -43,6 +43,9 @@ pub struct UserSession {
     pub claims: Arc<Value>,
     /// Unix time the access token expires.
     pub expires_at: i64,
+    /// Unix time from which the token is renewed with the refresh token.
+    #[serde(default)]
+    pub refresh_at: i64,
     /// The service that issued it.
     pub provider: crate::config::bindings::AuthServiceKind,
 }
