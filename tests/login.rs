@@ -572,3 +572,82 @@ async fn ias_login_and_ias_dependency_exchange_through_the_router() {
         Some("urn:sap:identity:application:provider:name:orders-api")
     );
 }
+
+#[tokio::test]
+async fn business_service_routes_exchange_the_users_token() {
+    let pki = Pki::new("Token Server");
+    let ts = TokenService::start(&pki, &Pki::new("Client")).await;
+    ts.register_client(CLIENT, Some("router-secret"), None);
+    ts.register_client("orders-uaa", Some("orders-secret"), None);
+    let backend = upstream::start().await;
+    let dir = WorkDir::new(&json!({
+        "routes": [{"source": "^/orders/(.*)$", "target": "/$1", "service": "com.test.orders", "endpoint": "api"}]
+    }));
+    let vcap = json!({
+        "xsuaa": [{"name": "uaa", "tags": ["xsuaa"], "credentials": {"clientid": CLIENT, "clientsecret": "router-secret", "url": ts.url, "xsappname": APP}}],
+        "orders": [{"name": "orders", "label": "orders", "credentials": {"sap.cloud.service": "com.test.orders",
+            "endpoints": {"api": backend.url()}, "uaa": {"clientid": "orders-uaa", "clientsecret": "orders-secret", "url": ts.url}}}]
+    });
+    let router = Router::start(dir.path(), &[("VCAP_SERVICES", vcap.to_string())]).await;
+    let mut browser = Browser::default();
+    let answer = echo(browser.login(&router, "/orders/items").await).await;
+    let claims = ts.claims(&bearer(&answer));
+    assert_eq!(claims["cid"], "orders-uaa");
+    assert_eq!(
+        claims["user_name"], "alice",
+        "the user's token was exchanged, not a technical one minted"
+    );
+    assert_eq!(
+        claims["grant_type"],
+        "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    );
+}
+
+#[tokio::test]
+async fn post_logout_needs_the_csrf_token_and_pkce_can_be_switched_off() {
+    let pki = Pki::new("Token Server");
+    let ts = TokenService::start(&pki, &Pki::new("Client")).await;
+    ts.register_client(CLIENT, Some("router-secret"), None);
+    let backend = upstream::start().await;
+    let dir = WorkDir::new(&json!({
+        "routes": [{"source": "^/app/(.*)$", "target": "/$1", "destination": "backend"}],
+        "logout": {"logoutEndpoint": "/logout"}
+    }));
+    let vcap = json!({"xsuaa": [{"name": "uaa", "tags": ["xsuaa"], "credentials": {"clientid": CLIENT, "clientsecret": "router-secret", "url": ts.url}}]});
+    let env = [
+        ("VCAP_SERVICES", vcap.to_string()),
+        (
+            "destinations",
+            json!([{"name": "backend", "url": backend.url()}]).to_string(),
+        ),
+        ("PKCE_ENABLED", "false".to_owned()),
+    ];
+    let router = Router::start(dir.path(), &env).await;
+    let mut browser = Browser::default();
+    echo(browser.login(&router, "/app/x").await).await;
+    assert!(
+        !ts.authorize_requests()[0].contains_key("code_challenge"),
+        "PKCE_ENABLED=false"
+    );
+    // POST is the default logout method, and it needs the session's CSRF token.
+    assert_eq!(browser.get(&router.url("/logout"), &[]).await.status(), 405);
+    let refused = browser
+        .send(client().post(router.url("/logout")), &[])
+        .await;
+    assert_eq!(refused.status(), 403);
+    let token = browser
+        .get(&router.url("/app/x"), &[("x-csrf-token", "fetch")])
+        .await
+        .headers()["x-csrf-token"]
+        .to_str()
+        .expect("token")
+        .to_owned();
+    let out = browser
+        .send(
+            client().post(router.url("/logout")),
+            &[("x-csrf-token", &token)],
+        )
+        .await;
+    assert_eq!(out.status(), 302);
+    assert!(!browser.cookies.contains_key("JSESSIONID"));
+}

@@ -395,3 +395,31 @@ async fn http2_to_upstreams_that_offer_it() {
     let body: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
     assert_eq!(body["version"], "HTTP/2.0");
 }
+
+#[tokio::test]
+async fn ias_key_from_environment_variable_and_cert_domain_warning() {
+    let s = setup().await;
+    let leaf = s.leaf("ias env key", KeyForm::EcSec1);
+    let ias = json!({"name": "my-ias", "label": "identity", "credentials": {
+        "clientid": "ias-client", "url": "https://tenant.accounts.example", "certificate": leaf.chain_pem(&s.client_pki)}});
+    let mut env = s.env(vcap(&[("identity", ias)]));
+    env.push(("IAS_PRIVATE_KEY", leaf.key_pem.clone()));
+    let router = Router::start(s.dir.path(), &env).await;
+    assert_eq!(chain_seen(&router, "/mtls/x").await[0], "ias env key");
+
+    // On Cloud Foundry, a certificate-forwarding destination without a `.cert.` host is warned about.
+    env.push((
+        "VCAP_APPLICATION",
+        r#"{"application_name": "router"}"#.to_owned(),
+    ));
+    let runtime = xsrouter::config::Runtime::load(
+        s.dir.path(),
+        xsrouter::config::Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
+    )
+    .expect("runtime");
+    let warnings = runtime.warnings.join("\n");
+    assert!(
+        warnings.contains("destination `secure`") && warnings.contains("no `.cert.` segment"),
+        "{warnings}"
+    );
+}

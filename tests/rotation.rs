@@ -221,3 +221,87 @@ async fn vcap_services_file_is_reread() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_credentials_in_the_running_binary() {
+    let server_pki = Pki::new("Server");
+    let client_pki = Pki::new("Client");
+    let upstream = mtls::start(&server_pki, &client_pki, 1).await; // every connection is new
+    let dir = WorkDir::new(&json!({
+        "authenticationMethod": "none",
+        "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
+    }));
+    let ca = dir.file("server-ca.pem", server_pki.root_pem());
+    let bindings = tempfile::tempdir().expect("tmp");
+    let binding = bindings.path().join("xsuaa");
+    std::fs::create_dir(&binding).expect("dir");
+    std::fs::write(binding.join("type"), "xsuaa").expect("write");
+    bind(
+        &binding,
+        &client_pki.client("before hup", KeyForm::EcPkcs8),
+        &client_pki,
+    );
+    let router = support::process::RouterProcess::start(
+        dir.path(),
+        &[
+            (
+                "destinations",
+                json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}])
+                    .to_string(),
+            ),
+            (
+                "SERVICE_BINDING_ROOT",
+                bindings.path().display().to_string(),
+            ),
+            ("XS_CACERT_PATH", ca.display().to_string()),
+            // Polling would take ten minutes: only the signal can explain a quick reload.
+            ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "600".to_owned()),
+        ],
+    );
+    let c = client();
+    assert_eq!(
+        c.get(router.url("/mtls/a"))
+            .send()
+            .await
+            .expect("send")
+            .status(),
+        200
+    );
+    bind(
+        &binding,
+        &client_pki.client("after hup", KeyForm::EcPkcs8),
+        &client_pki,
+    );
+    router.signal("HUP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !upstream
+        .chains()
+        .iter()
+        .any(|chain| chain[0] == "after hup")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SIGHUP did not reload: {:?}\n{}",
+            upstream.chains(),
+            router.log_text()
+        );
+        assert_eq!(
+            c.get(router.url("/mtls/b"))
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = router.log_text();
+    assert!(
+        log.contains("SIGHUP: reloading credentials") && log.contains("rotated client certificate"),
+        "{log}"
+    );
+    assert!(
+        log.contains("subject=") && !log.contains("PRIVATE KEY"),
+        "certificate logged, key never: {log}"
+    );
+}

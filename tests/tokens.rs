@@ -461,3 +461,41 @@ async fn basic_authentication_destination() {
         "Basic dGVjaDpwYTpzcw=="
     );
 }
+
+#[tokio::test]
+async fn client_credentials_tokens_are_loaded_at_start_up_unless_skipped() {
+    for (skip, expected) in [(false, 1), (true, 0)] {
+        let s = setup().await;
+        let mut env = s.env(s.cc_destination());
+        env.push(("SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD", skip.to_string()));
+        let runtime = Runtime::load(
+            s.dir.path(),
+            Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
+        )
+        .expect("runtime");
+        let state = AppState::build(runtime).await.expect("state");
+        state.spawn_token_prefetch();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while s.ts.token_requests() < expected && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(s.ts.token_requests(), expected, "skip={skip}");
+    }
+    // A token service that is down at start-up is not fatal.
+    let s = setup().await;
+    s.ts.set_down(true);
+    let runtime = Runtime::load(
+        s.dir.path(),
+        Environment::from_pairs(
+            s.env(s.cc_destination())
+                .iter()
+                .map(|(k, v)| (*k, v.clone())),
+        ),
+    )
+    .expect("runtime");
+    let state = AppState::build(runtime)
+        .await
+        .expect("state builds although the token service is down");
+    state.spawn_token_prefetch();
+}

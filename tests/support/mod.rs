@@ -4,6 +4,7 @@
 
 pub mod mtls;
 pub mod pki;
+pub mod process;
 pub mod token_service;
 pub mod upstream;
 
