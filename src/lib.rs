@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod identity;
 pub mod inbound;
+pub mod management;
 pub mod pipeline;
 pub mod proxy;
 pub mod rejection;
@@ -18,6 +19,7 @@ pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod static_files;
+pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
 

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 use xsrouter::config::{Environment, Runtime};
 use xsrouter::pipeline::AppState;
@@ -39,7 +38,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    xsrouter::telemetry::logging::init();
     xsrouter::install_crypto_provider();
     let result = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,17 +54,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging() {
-    let filter = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("LOG_LEVEL"))
-        .unwrap_or_else(|_| "info".to_owned());
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -143,6 +131,10 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     );
     let grace = runtime.settings.shutdown_timeout;
     let (workdir, routes) = (runtime.workdir.clone(), runtime.routes.routes().len());
+    let (management_port, bind_address) = (
+        runtime.settings.management_port,
+        runtime.settings.bind_address.clone(),
+    );
     // Everything that can fail is built before the port is taken and announced.
     let state = AppState::build(runtime).await?;
     let listener = TcpListener::bind(&addr)
@@ -150,6 +142,14 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(address = %local, workdir = %workdir.display(), routes, "xsrouter listening");
+    if let Some(port) = management_port {
+        let addr = format!("{bind_address}:{port}");
+        let management = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (XSROUTER_MANAGEMENT_PORT)"))?;
+        tracing::info!(address = %management.local_addr()?, "management endpoints listening (/health/live, /health/ready, /metrics)");
+        tokio::spawn(xsrouter::management::serve(management, state.clone()));
+    }
     let _watcher = state.spawn_credential_watcher();
     state.spawn_token_prefetch();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)

@@ -17,6 +17,8 @@ use crate::proxy::Forward;
 use crate::rejection::Rejection;
 use crate::routing::{self, Lookup, RouteMatch, RouteTo, request_path};
 use crate::static_files::{self, StaticRequest};
+use crate::telemetry::metrics::{Gauges, Metrics};
+use crate::telemetry::{self, RouteInfo};
 use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
 use crate::tokens::{CachePolicy, TokenError, TokenService};
 use crate::upstream::Upstreams;
@@ -32,6 +34,7 @@ struct Shared {
     upstreams: Upstreams,
     tokens: Arc<DestinationTokens>,
     auth: Auth,
+    metrics: Metrics,
     scheme: &'static str,
 }
 
@@ -70,6 +73,7 @@ impl AppState {
                 upstreams,
                 tokens,
                 auth,
+                metrics: Metrics::default(),
                 scheme: "http",
             }),
         })
@@ -84,6 +88,51 @@ impl AppState {
 
     pub fn tokens(&self) -> &Arc<DestinationTokens> {
         &self.inner.tokens
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        use std::sync::atomic::Ordering;
+        let stats = &self.inner.tokens.service().stats;
+        let now = crate::identity::rotation::now_unix();
+        let identities = self.inner.upstreams.identities();
+        let certificate_expiry = [
+            ("xsuaa", crate::config::bindings::AuthServiceKind::Xsuaa),
+            ("ias", crate::config::bindings::AuthServiceKind::Ias),
+        ]
+        .into_iter()
+        .filter_map(|(name, kind)| {
+            identities
+                .get(kind)
+                .map(|i| (name, i.current().leaf.seconds_left(now)))
+        })
+        .collect();
+        self.inner.metrics.render(&Gauges {
+            token_requests: stats.requests.load(Ordering::Relaxed),
+            token_fetches: stats.fetches.load(Ordering::Relaxed),
+            token_failures: stats.failures.load(Ordering::Relaxed),
+            certificate_expiry,
+        })
+    }
+
+    /// Why the router is not ready to serve (an expired bound certificate), if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        let now = crate::identity::rotation::now_unix();
+        let identities = self.inner.upstreams.identities();
+        [
+            crate::config::bindings::AuthServiceKind::Xsuaa,
+            crate::config::bindings::AuthServiceKind::Ias,
+        ]
+        .into_iter()
+        .filter_map(|kind| identities.get(kind).map(|i| (kind, i.current())))
+        .find(|(_, identity)| identity.leaf.seconds_left(now) <= 0)
+        .map(|(kind, identity)| {
+            format!(
+                "the {} client certificate `{}` has expired",
+                crate::identity::kind_name(kind),
+                identity.leaf.subject
+            )
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -106,11 +155,16 @@ impl AppState {
 pub async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let correlation = telemetry::correlation_id(request.headers());
+    // Backends see the same id (approuter's header name).
+    request
+        .headers_mut()
+        .insert(telemetry::CORRELATION_ID, correlation.clone());
     let mut response = match route_request(&state, peer, request).await {
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
@@ -119,12 +173,34 @@ pub async fn handle(
         .runtime()
         .response_headers
         .apply(response.headers_mut());
+    response
+        .headers_mut()
+        .insert(telemetry::REQUEST_ID, correlation.clone());
+    let info = response
+        .extensions()
+        .get::<RouteInfo>()
+        .cloned()
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    state
+        .inner
+        .metrics
+        .record_request(info.route, info.destination.clone(), status);
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     tracing::info!(
         target: "xsrouter::access",
         %method,
         path = %path,
-        status = response.status().as_u16(),
+        route = info.route,
+        destination = info.destination.as_deref(),
+        status,
         duration_ms = started.elapsed().as_millis() as u64,
+        bytes,
+        request_id = correlation.to_str().unwrap_or("-"),
         "request"
     );
     response
@@ -222,7 +298,14 @@ async fn route_request(
             }
         }
     }
-    let mut response = dispatch(state, peer, found, request, caller.as_ref()).await?;
+    let info = RouteInfo {
+        route: found.route.position,
+        destination: found.destination.as_deref().map(Arc::from),
+    };
+    let mut response = dispatch(state, peer, found, request, caller.as_ref())
+        .await
+        .unwrap_or_else(Rejection::into_response);
+    response.extensions_mut().insert(info);
     if let Some(token) = csrf_token
         && let Ok(value) = HeaderValue::from_str(token.expose())
     {
@@ -276,7 +359,8 @@ async fn dispatch(
                 .filter(|_| keep_cookies)
                 .and_then(|s| s.backend_cookies.get(name))
                 .and_then(auth::backend_cookies::cookie_header);
-            let mut response = Forward {
+            let upstream_started = Instant::now();
+            let response = Forward {
                 destination,
                 client,
                 url: &found.url,
@@ -288,7 +372,12 @@ async fn dispatch(
                 backend_cookies,
             }
             .send(parts, body)
-            .await?;
+            .await;
+            state
+                .inner
+                .metrics
+                .record_upstream(&destination.metric_name, upstream_started.elapsed());
+            let mut response = response?;
             if keep_cookies && let Some(caller) = caller {
                 state
                     .inner

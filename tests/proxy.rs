@@ -460,3 +460,30 @@ async fn a_trailer_header_on_a_plain_request_is_harmless() {
         .expect("send");
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn correlation_ids_reach_the_backend_and_come_back() {
+    let (router, _up, _dir) = start_with(json!({"name": "backend"}), &[]).await;
+    let response = client()
+        .get(router.url("/api/x"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+    let echo: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    assert_eq!(header(&echo, "x-correlationid"), Some("req-42"));
+    // Without one, the router makes one up and uses it both ways.
+    let response = client()
+        .get(router.url("/api/y"))
+        .send()
+        .await
+        .expect("send");
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let echo: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+    assert_eq!(header(&echo, "x-correlationid"), Some(id.as_str()));
+}

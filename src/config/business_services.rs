@@ -153,6 +153,7 @@ fn destination_for(
     };
     Ok(Destination {
         name: key.to_owned(),
+        metric_name: key.into(),
         position: 0,
         url,
         proxy: None,

@@ -45,6 +45,8 @@ pub struct Destination {
     pub preserve_host_header: bool,
     /// How requests to it are authenticated (`authentication` and its properties).
     pub auth: DestinationAuth,
+    /// The name as metrics label (shared, so recording does not allocate).
+    pub metric_name: std::sync::Arc<str>,
 }
 
 /// A boolean given as JSON boolean or as the strings `"true"` / `"false"` (any case).
@@ -289,7 +291,6 @@ fn validate(
         return None;
     }
     Some(Destination {
-        name: def.name,
         position,
         url: url?,
         proxy,
@@ -302,6 +303,8 @@ fn validate(
         ias_dependency_name: def.ias_dependency_name,
         preserve_host_header: def.preserve_host_header.unwrap_or(false),
         auth,
+        metric_name: def.name.as_str().into(),
+        name: def.name,
     })
 }
 

@@ -28,6 +28,7 @@ const KEYS: &[&str] = &[
     "SECURE_SESSION_COOKIE",
     "STATE_PARAMETER_SECRET",
     "PKCE_ENABLED",
+    "XSROUTER_MANAGEMENT_PORT",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,7 @@ struct RawSettings {
     secure_session_cookie: Option<bool>,
     state_parameter_secret: bool,
     pkce_enabled: bool,
+    xsrouter_management_port: Option<u16>,
 }
 
 /// Settings from the environment, validated.
@@ -87,6 +89,8 @@ pub struct Settings {
     /// `COOKIES`: `{"SameSite": "...", "Partitioned": true}` for the session cookie.
     pub cookie_same_site: Option<String>,
     pub cookie_partitioned: bool,
+    /// `XSROUTER_MANAGEMENT_PORT`: health and metrics on this port (off when unset).
+    pub management_port: Option<u16>,
 }
 
 impl Settings {
@@ -139,6 +143,7 @@ impl Settings {
                     pkce: raw.pkce_enabled,
                     cookie_same_site: cookies.0,
                     cookie_partitioned: cookies.1,
+                    management_port: raw.xsrouter_management_port,
                 })
             }
             Err(err) => {

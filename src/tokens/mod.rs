@@ -119,6 +119,9 @@ impl Expiry<TokenKey, Arc<Token>> for TokenExpiry {
 /// Counters for tests and, later, metrics.
 #[derive(Debug, Default)]
 pub struct TokenStats {
+    /// Tokens asked for (cached or not).
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Tokens fetched from a token service (cache misses).
     pub fetches: std::sync::atomic::AtomicU64,
     pub failures: std::sync::atomic::AtomicU64,
 }
@@ -191,6 +194,9 @@ impl TokenService {
         endpoint: &TokenEndpoint,
         request: &TokenRequest,
     ) -> Result<Arc<Token>, TokenError> {
+        self.stats
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = TokenKey {
             endpoint: endpoint.cache_identity().to_owned(),
             client_id: endpoint.client_id.clone(),

@@ -130,14 +130,22 @@ impl Drop for RouterProcess {
     }
 }
 
-/// `address=127.0.0.1:PORT` from a tracing line.
-fn listening_address(line: &str) -> SocketAddr {
-    let (_, rest) = line
+/// The `address` field of a tracing line, human-readable (`address=...`) or JSON (`"address":"..."`).
+pub fn address_field(line: &str) -> Option<&str> {
+    let rest = line
         .split_once("address=")
-        .unwrap_or_else(|| panic!("no address= in {line:?}"));
-    let value = rest.split_whitespace().next().unwrap_or_default();
+        .or_else(|| line.split_once("\"address\":\""))?
+        .1;
+    Some(
+        rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default(),
+    )
+}
+
+fn listening_address(line: &str) -> SocketAddr {
+    let value = address_field(line).unwrap_or_else(|| panic!("no address in {line:?}"));
     value
-        .trim_matches('"')
         .parse()
         .unwrap_or_else(|err| panic!("bad address {value:?} in {line:?}: {err}"))
 }
