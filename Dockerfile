@@ -13,7 +13,9 @@ COPY --from=build /src/target/release/xsrouter /usr/local/bin/xsrouter
 USER 10001
 WORKDIR /app
 # As approuter: PORT, and the working directory holding xs-app.json (mount it at /app).
-ENV PORT=5000
-EXPOSE 5000
+# Health and metrics on their own port, unreachable through routes.
+ENV PORT=5000 XSROUTER_MANAGEMENT_PORT=9090
+EXPOSE 5000 9090
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["/usr/local/bin/xsrouter", "health"]
 ENTRYPOINT ["/usr/local/bin/xsrouter"]
 CMD ["-w", "/app"]

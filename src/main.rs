@@ -34,6 +34,13 @@ enum Command {
     Check,
     /// Start the example (xs-app/) with a demo backend on loopback.
     Demo,
+    /// Probe a running router's readiness on its management port (for container health checks):
+    /// exit 0 when `GET /health/ready` answers 200.
+    Health {
+        /// Management port (default: XSROUTER_MANAGEMENT_PORT, else 9090).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Check) => check(&cli.workdir),
         Some(Command::Demo) => demo().await,
+        Some(Command::Health { port }) => health(port).await,
         None => {
             let runtime = Runtime::load(&cli.workdir, Environment::from_process())?;
             serve(runtime).await
@@ -153,6 +161,31 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     let _watcher = state.spawn_credential_watcher();
     state.spawn_token_prefetch();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)
+}
+
+async fn health(port: Option<u16>) -> anyhow::Result<ExitCode> {
+    let port = match port {
+        Some(port) => port,
+        None => std::env::var("XSROUTER_MANAGEMENT_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(9090),
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let response = client
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .send()
+        .await?;
+    let ready = response.status().is_success();
+    println!("{}", response.text().await.unwrap_or_default().trim());
+    Ok(if ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn finish(stopped: Stopped) -> anyhow::Result<ExitCode> {
