@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -49,24 +47,7 @@ pub fn cn_of(der: &CertificateDer<'_>) -> String {
 /// certificates issued under `client_pki`. After `close_every` requests a connection is shut
 /// down gracefully (HTTP/1.1 close, HTTP/2 GOAWAY; 0: never), so that clients must open new ones.
 pub async fn start(server_pki: &Pki, client_pki: &Pki, close_every: usize) -> MtlsUpstream {
-    xsrouter::install_crypto_provider();
-    let (chain_pem, key_pem) = server_pki.server();
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("server chain");
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(client_pki.root.der().clone())
-        .expect("client root");
-    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .expect("verifier");
-    let mut config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = server_pki.mtls_server_config(client_pki);
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -116,6 +116,33 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// A rustls server configuration with a certificate from this PKI, requiring client
+    /// certificates issued under `clients`, offering HTTP/2 and HTTP/1.1.
+    pub fn mtls_server_config(&self, clients: &Pki) -> rustls::ServerConfig {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        xsrouter::install_crypto_provider();
+        let (chain_pem, key_pem) = self.server();
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("server chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(clients.root.der().clone()).expect("client root");
+        let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+            .build()
+            .expect("client verifier");
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config
+    }
+}
+
 impl Leaf {
     /// The bound `certificate` value: leaf, intermediate, root, in that order.
     pub fn chain_pem(&self, pki: &Pki) -> String {

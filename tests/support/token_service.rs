@@ -25,9 +25,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -255,24 +253,7 @@ impl TokenService {
         xsrouter::install_crypto_provider();
         // Generate the key now rather than inside the first request.
         let _ = signing_key();
-        let (chain_pem, key_pem) = server_pki.server();
-        let chain: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .expect("server chain");
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("server key");
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(client_pki.root.der().clone())
-            .expect("client root");
-        let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
-            .build()
-            .expect("client verifier");
-        let mut config = rustls::ServerConfig::builder()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .expect("server config");
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = server_pki.mtls_server_config(client_pki);
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
         let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
