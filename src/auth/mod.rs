@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod login;
 pub mod protection;
 pub mod provider;
+pub mod redis_store;
 pub mod session;
 
 use std::sync::Arc;

@@ -144,11 +144,21 @@ pub fn idle_timeout(runtime: &crate::config::Runtime) -> Duration {
     Duration::from_secs(minutes * 60)
 }
 
-/// The session store the configuration asks for: in memory (one instance).
+/// The session store the configuration asks for: Redis, shared by every instance, when
+/// `EXT_SESSION_MGT` or `REDIS_URL` configures it (failing when it cannot be reached), else in
+/// memory (one instance).
 pub async fn store_for(
     runtime: &crate::config::Runtime,
 ) -> Result<Arc<dyn SessionStore>, StoreError> {
-    Ok(Arc::new(MemoryStore::new(idle_timeout(runtime), 1_000_000)))
+    let idle = idle_timeout(runtime);
+    match &runtime.session_store {
+        Some(settings) => {
+            let roots = &runtime.extra_roots;
+            let store = super::redis_store::RedisStore::connect(settings, idle, roots).await?;
+            Ok(Arc::new(store))
+        }
+        None => Ok(Arc::new(MemoryStore::new(idle, 1_000_000))),
+    }
 }
 
 /// How the session cookie is written (`SESSION_COOKIE_NAME`, `SECURE_SESSION_COOKIE`, `COOKIES`).

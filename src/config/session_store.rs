@@ -189,7 +189,9 @@ fn from_ext_session_mgt(
         problems.push(
             &env.origin(SESSION_SECRET),
             "$",
-            format!("conflicts with {EXT_SESSION_MGT} `sessionSecret`: set the secret in one place"),
+            format!(
+                "conflicts with {EXT_SESSION_MGT} `sessionSecret`: set the secret in one place"
+            ),
         );
     }
     let retry_timeout = match millis(&doc, "defaultRetryTimeout", &origin, problems) {
@@ -251,7 +253,9 @@ fn from_ext_session_mgt(
             problems.push(
                 &origin,
                 "$.instanceName",
-                format!("is required: the name of the bound Redis service instance (or set {REDIS_URL})"),
+                format!(
+                    "is required: the name of the bound Redis service instance (or set {REDIS_URL})"
+                ),
             );
             (String::new(), None)
         }
@@ -293,7 +297,12 @@ fn check_secret(secret: &str, origin: &str, path: &str, problems: &mut Problems)
 }
 
 /// A non-negative number of milliseconds (a JSON number or a numeric string).
-fn millis(doc: &Map<String, Value>, key: &str, origin: &str, problems: &mut Problems) -> Option<f64> {
+fn millis(
+    doc: &Map<String, Value>,
+    key: &str,
+    origin: &str,
+    problems: &mut Problems,
+) -> Option<f64> {
     let value = doc.get(key)?;
     let number = match value {
         Value::Number(n) => n.as_f64(),
@@ -314,7 +323,12 @@ fn millis(doc: &Map<String, Value>, key: &str, origin: &str, problems: &mut Prob
 }
 
 /// A boolean (or the string `true` / `false`).
-fn flag(doc: &Map<String, Value>, key: &str, origin: &str, problems: &mut Problems) -> Option<bool> {
+fn flag(
+    doc: &Map<String, Value>,
+    key: &str,
+    origin: &str,
+    problems: &mut Problems,
+) -> Option<bool> {
     match doc.get(key)? {
         Value::Bool(b) => Some(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
@@ -393,14 +407,21 @@ fn from_binding(binding: &ServiceBinding, problems: &mut Problems) -> Option<Red
                 problems.push(
                     &binding.origin,
                     at("port"),
-                    format!("Redis instance `{}` has a `hostname` but no `port`", binding.name),
+                    format!(
+                        "Redis instance `{}` has a `hostname` but no `port`",
+                        binding.name
+                    ),
                 );
                 return None;
             }
             Some(_) => None,
         };
         let Some(port) = port.filter(|p| *p != 0) else {
-            problems.push(&binding.origin, at("port"), "must be a port number (1-65535)");
+            problems.push(
+                &binding.origin,
+                at("port"),
+                "must be a port number (1-65535)",
+            );
             return None;
         };
         let (tls, cluster) = (tls?, cluster?);
@@ -485,7 +506,10 @@ fn parse_url(
         problems.push(origin, path, "names no host");
         return None;
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let db = match url.path().trim_matches('/') {
         "" => 0,
         n => match n.parse::<i64>() {
@@ -641,8 +665,14 @@ mod tests {
         .expect("valid")
         .expect("configured");
         let redis = settings.redis;
-        assert_eq!((redis.host.as_str(), redis.port, redis.tls), ("10.0.0.5", 7000, false));
-        assert_eq!(redis.username, None, "the platform's placeholder user is dropped");
+        assert_eq!(
+            (redis.host.as_str(), redis.port, redis.tls),
+            ("10.0.0.5", 7000, false)
+        );
+        assert_eq!(
+            redis.username, None,
+            "the platform's placeholder user is dropped"
+        );
         assert_eq!(redis.password.as_ref().map(Secret::expose), Some("p@ss"));
     }
 
@@ -674,8 +704,14 @@ mod tests {
 
     #[test]
     fn structural_errors() {
-        has(&problems_of(&[(EXT_SESSION_MGT, "{".into())]), "env EXT_SESSION_MGT: $: invalid JSON");
-        has(&problems_of(&[(EXT_SESSION_MGT, "[]".into())]), "must be a JSON object");
+        has(
+            &problems_of(&[(EXT_SESSION_MGT, "{".into())]),
+            "env EXT_SESSION_MGT: $: invalid JSON",
+        );
+        has(
+            &problems_of(&[(EXT_SESSION_MGT, "[]".into())]),
+            "must be a JSON object",
+        );
         let problems = problems_of(&[ext(json!({"instanceName": "my-redis"}))]);
         has(&problems, "$.storageType: is required");
         has(&problems, "$.sessionSecret: is required");
@@ -686,23 +722,37 @@ mod tests {
         }))]);
         has(&problems, "$.storageType: must be \"redis\"");
         has(&problems, "$.sessionSecret: is too short");
-        has(&problems, "$.externalStoreFilePath: custom (JavaScript) session store drivers");
+        has(
+            &problems,
+            "$.externalStoreFilePath: custom (JavaScript) session store drivers",
+        );
         has(&problems, "$.sessionSecrett: unknown property");
-        has(&problems, "$.defaultRetryTimeout: must be a non-negative number");
-        has(&problems, "$.backOffMultiplier: must be a non-negative number");
+        has(
+            &problems,
+            "$.defaultRetryTimeout: must be a non-negative number",
+        );
+        has(
+            &problems,
+            "$.backOffMultiplier: must be a non-negative number",
+        );
         has(&problems, "$.rejectUnauthorized: must be a boolean");
-        let problems = problems_of(&[ext(json!({"storageType": "redis", "sessionSecret": SECRET}))]);
+        let problems = problems_of(&[ext(
+            json!({"storageType": "redis", "sessionSecret": SECRET}),
+        )]);
         has(&problems, "$.instanceName: is required");
         has(
-            &problems_of(&[ext(json!({"storageType": "redis", "sessionSecret": SECRET,
-                                      "instanceName": "x", "defaultRetryTimeout": 10_000_000}))]),
+            &problems_of(
+                &[ext(json!({"storageType": "redis", "sessionSecret": SECRET,
+                                      "instanceName": "x", "defaultRetryTimeout": 10_000_000}))],
+            ),
             "$.defaultRetryTimeout: must be at most",
         );
     }
 
     #[test]
     fn the_instance_must_be_bound_and_usable() {
-        let doc = json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": SECRET});
+        let doc =
+            json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": SECRET});
         let problems = problems_of(&[ext(doc.clone())]);
         has(
             &problems,
@@ -714,13 +764,34 @@ mod tests {
         ]);
         has(&problems, "bound instances: my-redis, uaa");
         let cases = [
-            (json!({"password": "pw"}), "$.redis-cache[0].credentials: service instance `my-redis` has neither"),
-            (json!({"hostname": "h"}), "$.redis-cache[0].credentials.port: Redis instance `my-redis` has a `hostname` but no `port`"),
-            (json!({"hostname": "h", "port": 70000}), "credentials.port: must be a port number"),
-            (json!({"hostname": "h", "port": 1, "tls": "maybe"}), "credentials.tls: must be a boolean"),
-            (json!({"uri": "http://h:1"}), "credentials.uri: scheme `http` is not supported"),
-            (json!({"uri": "rediss://h:1", "tls": false}), "credentials.tls: contradicts the scheme"),
-            (json!({"uri": "redis://h:1/3", "cluster_mode": true}), "a Redis cluster has only database 0"),
+            (
+                json!({"password": "pw"}),
+                "$.redis-cache[0].credentials: service instance `my-redis` has neither",
+            ),
+            (
+                json!({"hostname": "h"}),
+                "$.redis-cache[0].credentials.port: Redis instance `my-redis` has a `hostname` but no `port`",
+            ),
+            (
+                json!({"hostname": "h", "port": 70000}),
+                "credentials.port: must be a port number",
+            ),
+            (
+                json!({"hostname": "h", "port": 1, "tls": "maybe"}),
+                "credentials.tls: must be a boolean",
+            ),
+            (
+                json!({"uri": "http://h:1"}),
+                "credentials.uri: scheme `http` is not supported",
+            ),
+            (
+                json!({"uri": "rediss://h:1", "tls": false}),
+                "credentials.tls: contradicts the scheme",
+            ),
+            (
+                json!({"uri": "redis://h:1/3", "cluster_mode": true}),
+                "a Redis cluster has only database 0",
+            ),
         ];
         for (credentials, expected) in cases {
             has(
@@ -732,14 +803,23 @@ mod tests {
 
     #[test]
     fn inconsistent_combinations() {
-        let doc = json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": SECRET});
+        let doc =
+            json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": SECRET});
         let bound = ("VCAP_SERVICES", vcap(json!({"hostname": "h", "port": 1})));
         has(
-            &problems_of(&[ext(doc.clone()), bound.clone(), (REDIS_URL, "redis://h".into())]),
+            &problems_of(&[
+                ext(doc.clone()),
+                bound.clone(),
+                (REDIS_URL, "redis://h".into()),
+            ]),
             "env REDIS_URL: $: conflicts with EXT_SESSION_MGT `instanceName` `my-redis`",
         );
         has(
-            &problems_of(&[ext(doc.clone()), bound.clone(), (SESSION_SECRET, SECRET.into())]),
+            &problems_of(&[
+                ext(doc.clone()),
+                bound.clone(),
+                (SESSION_SECRET, SECRET.into()),
+            ]),
             "env XSROUTER_SESSION_SECRET: $: conflicts with EXT_SESSION_MGT `sessionSecret`",
         );
         has(
@@ -751,15 +831,24 @@ mod tests {
             "env REDIS_URL: $: sessions in Redis are encrypted: set XSROUTER_SESSION_SECRET",
         );
         has(
-            &problems_of(&[(REDIS_URL, "redis://h".into()), (SESSION_SECRET, "short".into())]),
+            &problems_of(&[
+                (REDIS_URL, "redis://h".into()),
+                (SESSION_SECRET, "short".into()),
+            ]),
             "env XSROUTER_SESSION_SECRET: $: is too short",
         );
         has(
-            &problems_of(&[(REDIS_URL, "redis://h/x".into()), (SESSION_SECRET, SECRET.into())]),
+            &problems_of(&[
+                (REDIS_URL, "redis://h/x".into()),
+                (SESSION_SECRET, SECRET.into()),
+            ]),
             "must be a database number",
         );
         has(
-            &problems_of(&[(REDIS_URL, "not a url".into()), (SESSION_SECRET, SECRET.into())]),
+            &problems_of(&[
+                (REDIS_URL, "not a url".into()),
+                (SESSION_SECRET, SECRET.into()),
+            ]),
             "env REDIS_URL: $: is not a URL",
         );
         let mut tls_only = doc.clone();
@@ -773,10 +862,18 @@ mod tests {
     #[test]
     fn problems_never_show_secrets() {
         let problems = problems_of(&[
-            ext(json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": "tiny-secret-value"})),
-            ("VCAP_SERVICES", vcap(json!({"uri": "redis://u:hunter2@h:1/x"}))),
+            ext(
+                json!({"instanceName": "my-redis", "storageType": "redis", "sessionSecret": "tiny-secret-value"}),
+            ),
+            (
+                "VCAP_SERVICES",
+                vcap(json!({"uri": "redis://u:hunter2@h:1/x"})),
+            ),
         ]);
         let all = problems.join("\n");
-        assert!(!all.contains("tiny-secret-value") && !all.contains("hunter2"), "{all}");
+        assert!(
+            !all.contains("tiny-secret-value") && !all.contains("hunter2"),
+            "{all}"
+        );
     }
 }

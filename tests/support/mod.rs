@@ -5,6 +5,7 @@
 pub mod mtls;
 pub mod pki;
 pub mod process;
+pub mod redis;
 pub mod token_service;
 pub mod upstream;
 
