@@ -64,10 +64,10 @@ impl AppState {
         };
         let service = TokenService::new(upstreams.roots().clone(), upstreams.identities(), policy)?;
         let service = Arc::new(service);
-        let store = auth::session::store_for(&runtime).await?;
+        let (store, expired) = auth::session::store_for(&runtime).await?;
         let auth = Auth::build(&runtime, service.clone(), service.plain_client(), store)?;
         let tokens = Arc::new(DestinationTokens::build(&runtime, service)?);
-        Ok(Self {
+        let state = Self {
             inner: Arc::new(Shared {
                 runtime: Arc::new(runtime),
                 upstreams,
@@ -76,7 +76,11 @@ impl AppState {
                 metrics: Metrics::default(),
                 scheme: "http",
             }),
-        })
+        };
+        if let Some(expired) = expired {
+            tokio::spawn(logout_timed_out_sessions(state.clone(), expired));
+        }
+        Ok(state)
     }
 
     /// Loads the client_credentials tokens in the background (unless switched off).
@@ -390,6 +394,16 @@ async fn dispatch(
         RouteTo::Service { .. } => Err(Rejection::BadGateway(
             "Bad Gateway: service routes are not supported",
         )),
+    }
+}
+
+/// A session that timed out logs its user out of the backends, as a logout does.
+async fn logout_timed_out_sessions(state: AppState, mut expired: auth::session::ExpiredSessions) {
+    while let Some(session) = expired.recv().await {
+        if let Some(user) = &session.user {
+            tracing::info!("session timed out; logging the user out of the backends");
+            logout_backends(state.clone(), user.access_token.clone()).await;
+        }
     }
 }
 

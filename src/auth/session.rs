@@ -99,6 +99,9 @@ pub struct MemoryStore {
     sessions: Cache<String, Arc<Session>>,
 }
 
+/// Sessions that ended by timing out (not by logout), for the backend logout calls.
+pub type ExpiredSessions = tokio::sync::mpsc::UnboundedReceiver<Arc<Session>>;
+
 impl MemoryStore {
     pub fn new(idle: Duration, capacity: u64) -> Self {
         Self {
@@ -107,6 +110,33 @@ impl MemoryStore {
                 .max_capacity(capacity)
                 .build(),
         }
+    }
+
+    /// A store that reports timed-out sessions on the returned channel. A housekeeping task
+    /// looks for them at least every `idle / 4` (1 s at least), so a session that nobody uses
+    /// any more is still noticed; it ends with the store.
+    pub fn reporting_expiry(idle: Duration, capacity: u64) -> (Arc<Self>, ExpiredSessions) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sessions = Cache::builder()
+            .time_to_idle(idle)
+            .max_capacity(capacity)
+            .eviction_listener(move |_id, session: Arc<Session>, cause| {
+                if cause == moka::notification::RemovalCause::Expired {
+                    let _ = tx.send(session);
+                }
+            })
+            .build();
+        let store = Arc::new(Self { sessions });
+        let weak = Arc::downgrade(&store);
+        let tick = (idle / 4).max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(store) = weak.upgrade() else { break };
+                store.sessions.run_pending_tasks().await;
+            }
+        });
+        (store, rx)
     }
 }
 
@@ -147,17 +177,22 @@ pub fn idle_timeout(runtime: &crate::config::Runtime) -> Duration {
 /// The session store the configuration asks for: Redis, shared by every instance, when
 /// `EXT_SESSION_MGT` or `REDIS_URL` configures it (failing when it cannot be reached), else in
 /// memory (one instance).
+/// Also returns, for the in-memory store, the channel of sessions that timed out (Redis expires
+/// sessions itself).
 pub async fn store_for(
     runtime: &crate::config::Runtime,
-) -> Result<Arc<dyn SessionStore>, StoreError> {
+) -> Result<(Arc<dyn SessionStore>, Option<ExpiredSessions>), StoreError> {
     let idle = idle_timeout(runtime);
     match &runtime.session_store {
         Some(settings) => {
             let roots = &runtime.extra_roots;
             let store = super::redis_store::RedisStore::connect(settings, idle, roots).await?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), None))
         }
-        None => Ok(Arc::new(MemoryStore::new(idle, 1_000_000))),
+        None => {
+            let (store, expired) = MemoryStore::reporting_expiry(idle, 1_000_000);
+            Ok((store, Some(expired)))
+        }
     }
 }
 
@@ -254,6 +289,26 @@ mod tests {
         assert!(store.load(&id).await.expect("load").is_some());
         store.delete(&id).await.expect("delete");
         assert!(store.load(&id).await.expect("load").is_none());
+    }
+
+    #[tokio::test]
+    async fn timed_out_sessions_are_reported_without_any_traffic() {
+        let (store, mut expired) = MemoryStore::reporting_expiry(Duration::from_millis(300), 100);
+        let idle = Session::new();
+        let id = idle.id.clone();
+        store.save(idle).await.expect("save");
+        let ended = tokio::time::timeout(Duration::from_secs(5), expired.recv())
+            .await
+            .expect("reported within the housekeeping tick")
+            .expect("a session");
+        assert_eq!(ended.id, id);
+        // A logout (explicit removal) is not a timeout.
+        let other = Session::new();
+        let other_id = other.id.clone();
+        store.save(other).await.expect("save");
+        store.delete(&other_id).await.expect("delete");
+        store.sessions.run_pending_tasks().await;
+        assert!(expired.try_recv().is_err());
     }
 
     #[tokio::test]
