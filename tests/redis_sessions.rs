@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::browser::{Browser, bearer, echo};
 use support::pki::Pki;
 use support::redis::RedisServer;
 use support::token_service::TokenService;
@@ -97,92 +97,6 @@ impl Site {
     async fn router(&self, env: &[(&'static str, String)]) -> Router {
         Router::start(self.dir.path(), env).await
     }
-}
-
-/// A browser: follows nothing by itself, keeps cookies per name.
-#[derive(Default)]
-struct Browser {
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-        self.send(client().get(url), headers).await
-    }
-
-    async fn send(
-        &mut self,
-        mut builder: reqwest::RequestBuilder,
-        headers: &[(&str, &str)],
-    ) -> reqwest::Response {
-        if !self.cookies.is_empty() {
-            builder = builder.header("cookie", self.cookie_header());
-        }
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
-        }
-        let response = builder.send().await.expect("send");
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().expect("cookie");
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').expect("name=value");
-            if value.is_empty() || attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        response
-    }
-
-    /// Runs the whole login for `path` on `router`; returns the answer after returning to it.
-    async fn login(&mut self, router: &Router, path: &str) -> reqwest::Response {
-        let start = self.get(&router.url(path), &[]).await;
-        assert_eq!(start.status(), 302, "login starts with a redirect");
-        let idp = self.get(&location(&start), &[]).await;
-        assert_eq!(idp.status(), 302, "the identity provider redirects back");
-        let back = self.get(&location(&idp), &[]).await;
-        assert_eq!(back.status(), 302, "{:?}", back.text().await);
-        assert_eq!(location(&back), path);
-        self.get(&router.url(path), &[]).await
-    }
-
-    fn session_id(&self) -> String {
-        self.cookies
-            .get("JSESSIONID")
-            .cloned()
-            .expect("a session cookie")
-    }
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned()
-}
-
-async fn echo(response: reqwest::Response) -> Value {
-    let status = response.status();
-    let body = response.bytes().await.expect("body");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).expect("json")
-}
-
-fn bearer(echo: &Value) -> String {
-    echo["headers"]["authorization"][0]
-        .as_str()
-        .expect("authorization")
-        .trim_start_matches("Bearer ")
-        .to_owned()
 }
 
 async fn raw_get(redis: &RedisServer, key: &str) -> Option<Vec<u8>> {

@@ -2,6 +2,7 @@
 //! directories, and raw HTTP/1.1 for requests a well-behaved client would never send.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod mtls;
 pub mod pki;
 pub mod process;
