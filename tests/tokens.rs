@@ -371,14 +371,9 @@ async fn ias_dependency_exchange_and_refresh_grant() {
         .service()
         .token(
             &endpoint,
-            &TokenRequest {
-                grant: Grant::JwtBearer {
-                    assertion: user.clone(),
-                },
-                scope: None,
-                audience: None,
-                resource: None,
-            },
+            &TokenRequest::new(Grant::JwtBearer {
+                assertion: user.clone(),
+            }),
         )
         .await
         .expect("exchange");
@@ -388,14 +383,9 @@ async fn ias_dependency_exchange_and_refresh_grant() {
         .service()
         .token(
             &endpoint,
-            &TokenRequest {
-                grant: Grant::RefreshToken {
-                    refresh_token: refresh,
-                },
-                scope: None,
-                audience: None,
-                resource: None,
-            },
+            &TokenRequest::new(Grant::RefreshToken {
+                refresh_token: refresh,
+            }),
         )
         .await
         .expect("refresh");

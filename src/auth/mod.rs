@@ -295,12 +295,7 @@ impl Auth {
     async fn refresh(&self, user: &UserSession) -> Option<UserSession> {
         let refresh_token = user.refresh_token.clone()?;
         let provider = self.provider(user.provider)?;
-        let request = TokenRequest {
-            grant: Grant::RefreshToken { refresh_token },
-            scope: None,
-            audience: None,
-            resource: None,
-        };
+        let request = TokenRequest::new(Grant::RefreshToken { refresh_token });
         let token = match self.tokens.fetch_uncached(&provider.token, &request).await {
             Ok(token) => token,
             Err(err) => {
@@ -382,16 +377,11 @@ impl Auth {
         let Some(provider) = self.provider(pending.provider) else {
             return Rejection::Unauthorized("Unauthorized").into_response();
         };
-        let request = TokenRequest {
-            grant: Grant::AuthorizationCode {
-                code: Secret::new(code.as_str()),
-                redirect_uri: pending.redirect_uri.clone(),
-                code_verifier: pending.verifier.clone(),
-            },
-            scope: None,
-            audience: None,
-            resource: None,
-        };
+        let request = TokenRequest::new(Grant::AuthorizationCode {
+            code: Secret::new(code.as_str()),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_verifier: pending.verifier.clone(),
+        });
         let token = match self.tokens.fetch_uncached(&provider.token, &request).await {
             Ok(token) => token,
             Err(err) => {

@@ -40,13 +40,7 @@ impl Provider {
         has_certificate: bool,
         http: reqwest::Client,
     ) -> Result<Self, EndpointError> {
-        let text = |key: &str| {
-            binding
-                .credentials
-                .get(key)
-                .and_then(Value::as_str)
-                .map(|s| s.trim_end_matches('/').to_owned())
-        };
+        let text = |key: &str| binding.url_credential(key);
         let token = TokenEndpoint::for_binding(kind, binding, has_certificate)?;
         let url = text("url")
             .ok_or_else(|| EndpointError(format!("binding `{}` has no `url`", binding.name)))?;

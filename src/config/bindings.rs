@@ -32,6 +32,14 @@ pub struct ServiceBinding {
 }
 
 impl ServiceBinding {
+    /// A string credential, without trailing slashes (URLs are joined with paths later).
+    pub fn url_credential(&self, key: &str) -> Option<String> {
+        self.credentials
+            .get(key)
+            .and_then(Value::as_str)
+            .map(|s| s.trim_end_matches('/').to_owned())
+    }
+
     fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }

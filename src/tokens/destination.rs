@@ -118,12 +118,10 @@ impl DestinationTokens {
                 // IAS App2App: the user's token exchanged for one of the dependency.
                 (Some(dependency), Some(endpoint), Some(user)) => {
                     let request = TokenRequest {
-                        grant: Grant::JwtBearer {
-                            assertion: user.clone(),
-                        },
-                        scope: None,
-                        audience: None,
                         resource: Some(ias_dependency_resource(dependency)),
+                        ..TokenRequest::new(Grant::JwtBearer {
+                            assertion: user.clone(),
+                        })
                     };
                     Ok(Some(
                         self.service

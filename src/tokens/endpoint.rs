@@ -93,13 +93,7 @@ impl TokenEndpoint {
         binding: &ServiceBinding,
         has_certificate: bool,
     ) -> Result<Self, EndpointError> {
-        let text = |key: &str| {
-            binding
-                .credentials
-                .get(key)
-                .and_then(Value::as_str)
-                .map(|s| s.trim_end_matches('/').to_owned())
-        };
+        let text = |key: &str| binding.url_credential(key);
         let name = &binding.name;
         let client_id = text("clientid")
             .ok_or_else(|| EndpointError(format!("binding `{name}` has no `clientid`")))?;

@@ -58,9 +58,10 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    pub fn client_credentials() -> Self {
+    /// A request for `grant` with no scope, audience or resource.
+    pub fn new(grant: Grant) -> Self {
         Self {
-            grant: Grant::ClientCredentials,
+            grant,
             scope: None,
             audience: None,
             resource: None,
