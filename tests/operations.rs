@@ -146,3 +146,50 @@ async fn management_port_health_metrics_and_no_secrets_in_logs() {
         "query strings may carry secrets and are not logged"
     );
 }
+
+#[tokio::test]
+async fn the_demo_serves_the_example_page_and_a_proxied_route() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let backend = xsrouter::demo::start_echo_backend(0)
+        .await
+        .expect("demo backend");
+    let runtime =
+        xsrouter::demo::demo_runtime(repo, backend.addr, xsrouter::config::Environment::default())
+            .expect("example config");
+    let state = xsrouter::demo::demo_state(runtime).await.expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(xsrouter::server::serve(
+        listener,
+        state,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let c = client();
+    let welcome = c.get(format!("http://{addr}/")).send().await.expect("send");
+    assert_eq!(welcome.status(), 302);
+    assert_eq!(welcome.headers()["location"], "/index.html");
+    let page = c
+        .get(format!("http://{addr}/index.html"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .expect("page")
+            .contains("xsrouter example")
+    );
+    let api = c
+        .get(format!("http://{addr}/api/hello"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(api.status(), 200);
+    let echo: serde_json::Value =
+        serde_json::from_slice(&api.bytes().await.expect("body")).expect("json");
+    assert_eq!(echo["url"], "/hello");
+}
