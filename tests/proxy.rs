@@ -18,6 +18,17 @@ fn api_app() -> WorkDir {
     }))
 }
 
+/// The router on `api_app` with one destination `backend` at `url`.
+async fn router_to(url: String) -> (Router, WorkDir) {
+    let dir = api_app();
+    let router = Router::start(
+        dir.path(),
+        &[("destinations", destinations(&[("backend", url)]))],
+    )
+    .await;
+    (router, dir)
+}
+
 async fn start_with(
     dest: Value,
     extra: &[(&str, String)],
@@ -253,15 +264,7 @@ async fn refused_upstream_is_502_and_stalled_upstream_is_504() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
     };
-    let dir = api_app();
-    let router = Router::start(
-        dir.path(),
-        &[(
-            "destinations",
-            destinations(&[("backend", format!("http://{closed}"))]),
-        )],
-    )
-    .await;
+    let (router, _dir) = router_to(format!("http://{closed}")).await;
     let response = client()
         .get(router.url("/api/x"))
         .send()
@@ -311,15 +314,7 @@ async fn garbage_from_upstream_is_502() {
             let _ = stream.write_all(b"this is not HTTP at all\r\n\r\n").await;
         }
     });
-    let dir = api_app();
-    let router = Router::start(
-        dir.path(),
-        &[(
-            "destinations",
-            destinations(&[("backend", format!("http://{addr}"))]),
-        )],
-    )
-    .await;
+    let (router, _dir) = router_to(format!("http://{addr}")).await;
     let response = client()
         .get(router.url("/api/x"))
         .send()

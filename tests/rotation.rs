@@ -26,42 +26,70 @@ fn bind(dir: &Path, leaf: &Leaf, pki: &Pki) {
     replace_file(dir, "certificate", &leaf.chain_pem(pki));
 }
 
+/// An mTLS upstream, the router's working directory and an xsuaa binding directory holding
+/// the first certificate generation.
+struct Setup {
+    client_pki: Pki,
+    upstream: mtls::MtlsUpstream,
+    dir: WorkDir,
+    bindings: tempfile::TempDir,
+    binding: std::path::PathBuf,
+}
+
+impl Setup {
+    /// `close_every`: the upstream ends each connection after that many requests.
+    async fn new(close_every: usize, first: &str) -> Self {
+        let server_pki = Pki::new("Server");
+        let client_pki = Pki::new("Client");
+        let upstream = mtls::start(&server_pki, &client_pki, close_every).await;
+        let dir = WorkDir::new(&json!({
+            "authenticationMethod": "none",
+            "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
+        }));
+        dir.file("server-ca.pem", server_pki.root_pem());
+        let bindings = tempfile::tempdir().expect("tmp");
+        let binding = bindings.path().join("xsuaa");
+        std::fs::create_dir(&binding).expect("dir");
+        std::fs::write(binding.join("type"), "xsuaa").expect("write");
+        bind(
+            &binding,
+            &client_pki.client(first, KeyForm::EcPkcs8),
+            &client_pki,
+        );
+        Self {
+            client_pki,
+            upstream,
+            dir,
+            bindings,
+            binding,
+        }
+    }
+
+    /// The router's environment, re-reading credentials every `poll` seconds.
+    fn env(&self, poll: u64) -> Vec<(&'static str, String)> {
+        vec![
+            ("destinations", json!([{"name": "secure", "url": self.upstream.url(), "forwardAuthCertificates": true}]).to_string()),
+            ("SERVICE_BINDING_ROOT", self.bindings.path().display().to_string()),
+            ("XS_CACERT_PATH", self.dir.path().join("server-ca.pem").display().to_string()),
+            ("XSROUTER_CREDENTIALS_POLL_INTERVAL", poll.to_string()),
+        ]
+    }
+
+    fn rotate(&self, cn: &str, form: KeyForm) {
+        bind(
+            &self.binding,
+            &self.client_pki.client(cn, form),
+            &self.client_pki,
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_loses_no_request() {
-    let server_pki = Pki::new("Server");
-    let client_pki = Pki::new("Client");
     // The upstream closes every 5th connection, so clients keep opening new ones.
-    let upstream = mtls::start(&server_pki, &client_pki, 5).await;
-    let dir = WorkDir::new(&json!({
-        "authenticationMethod": "none",
-        "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
-    }));
-    let ca = dir.file("server-ca.pem", server_pki.root_pem());
-    let bindings = tempfile::tempdir().expect("tmp");
-    let binding = bindings.path().join("xsuaa");
-    std::fs::create_dir(&binding).expect("dir");
-    std::fs::write(binding.join("type"), "xsuaa").expect("write");
-    std::fs::write(binding.join("clientid"), "sb-rotating").expect("write");
-    bind(
-        &binding,
-        &client_pki.client("generation 0", KeyForm::EcPkcs8),
-        &client_pki,
-    );
-
-    let env = [
-        (
-            "destinations",
-            json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}])
-                .to_string(),
-        ),
-        (
-            "SERVICE_BINDING_ROOT",
-            bindings.path().display().to_string(),
-        ),
-        ("XS_CACERT_PATH", ca.display().to_string()),
-        ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "1".to_owned()),
-    ];
-    let router = Arc::new(Router::start(dir.path(), &env).await);
+    let setup = Setup::new(5, "generation 0").await;
+    let upstream = &setup.upstream;
+    let router = Arc::new(Router::start(setup.dir.path(), &setup.env(1)).await);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -94,31 +122,19 @@ async fn rotation_under_load_loses_no_request() {
 
     let pause = Duration::from_millis(1600);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    bind(
-        &binding,
-        &client_pki.client("generation 1", KeyForm::RsaPkcs8),
-        &client_pki,
-    );
+    setup.rotate("generation 1", KeyForm::RsaPkcs8);
     tokio::time::sleep(pause).await;
     // A broken certificate: rejected, generation 1 stays.
     replace_file(
-        &binding,
+        &setup.binding,
         "certificate",
         "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n",
     );
     tokio::time::sleep(pause).await;
     let chains_before_generation_2 = upstream.chains().len();
-    bind(
-        &binding,
-        &client_pki.client("generation 2", KeyForm::EcSec1),
-        &client_pki,
-    );
+    setup.rotate("generation 2", KeyForm::EcSec1);
     tokio::time::sleep(pause).await;
-    bind(
-        &binding,
-        &client_pki.client("generation 3", KeyForm::RsaPkcs1),
-        &client_pki,
-    );
+    setup.rotate("generation 3", KeyForm::RsaPkcs1);
     tokio::time::sleep(pause).await;
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
@@ -224,40 +240,10 @@ async fn vcap_services_file_is_reread() {
 
 #[tokio::test]
 async fn sighup_reloads_credentials_in_the_running_binary() {
-    let server_pki = Pki::new("Server");
-    let client_pki = Pki::new("Client");
-    let upstream = mtls::start(&server_pki, &client_pki, 1).await; // every connection is new
-    let dir = WorkDir::new(&json!({
-        "authenticationMethod": "none",
-        "routes": [{"source": "^/mtls/(.*)$", "target": "/$1", "destination": "secure"}]
-    }));
-    let ca = dir.file("server-ca.pem", server_pki.root_pem());
-    let bindings = tempfile::tempdir().expect("tmp");
-    let binding = bindings.path().join("xsuaa");
-    std::fs::create_dir(&binding).expect("dir");
-    std::fs::write(binding.join("type"), "xsuaa").expect("write");
-    bind(
-        &binding,
-        &client_pki.client("before hup", KeyForm::EcPkcs8),
-        &client_pki,
-    );
-    let router = support::process::RouterProcess::start(
-        dir.path(),
-        &[
-            (
-                "destinations",
-                json!([{"name": "secure", "url": upstream.url(), "forwardAuthCertificates": true}])
-                    .to_string(),
-            ),
-            (
-                "SERVICE_BINDING_ROOT",
-                bindings.path().display().to_string(),
-            ),
-            ("XS_CACERT_PATH", ca.display().to_string()),
-            // Polling would take ten minutes: only the signal can explain a quick reload.
-            ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "600".to_owned()),
-        ],
-    );
+    let setup = Setup::new(1, "before hup").await; // every connection is new
+    let upstream = &setup.upstream;
+    // Polling would take ten minutes: only the signal can explain a quick reload.
+    let router = support::process::RouterProcess::start(setup.dir.path(), &setup.env(600));
     let c = client();
     assert_eq!(
         c.get(router.url("/mtls/a"))
@@ -267,11 +253,7 @@ async fn sighup_reloads_credentials_in_the_running_binary() {
             .status(),
         200
     );
-    bind(
-        &binding,
-        &client_pki.client("after hup", KeyForm::EcPkcs8),
-        &client_pki,
-    );
+    setup.rotate("after hup", KeyForm::EcPkcs8);
     router.signal("HUP");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !upstream
