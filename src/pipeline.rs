@@ -13,6 +13,7 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::auth::{self, Auth, Caller, protection};
 use crate::config::Runtime;
+use crate::inbound::{self, listener::TlsConnection};
 use crate::proxy::Forward;
 use crate::rejection::Rejection;
 use crate::routing::{self, Lookup, RouteMatch, RouteTo, request_path};
@@ -22,6 +23,8 @@ use crate::telemetry::{self, RouteInfo};
 use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
 use crate::tokens::{CachePolicy, TokenError, TokenService};
 use crate::upstream::Upstreams;
+
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -35,7 +38,6 @@ struct Shared {
     tokens: Arc<DestinationTokens>,
     auth: Auth,
     metrics: Metrics,
-    scheme: &'static str,
 }
 
 /// Why the request-serving state could not be built from a valid configuration.
@@ -74,7 +76,6 @@ impl AppState {
                 tokens,
                 auth,
                 metrics: Metrics::default(),
-                scheme: "http",
             }),
         };
         if let Some(expired) = expired {
@@ -169,6 +170,23 @@ pub async fn handle(
     request
         .headers_mut()
         .insert(telemetry::CORRELATION_ID, correlation.clone());
+    // No front proxy is trusted yet: a client-certificate header from the client is never
+    // believed, and destinations only get the ones the router builds itself.
+    let stripped = inbound::strip_client_cert_headers(request.headers_mut());
+    if stripped > 0 {
+        tracing::debug!(
+            stripped,
+            "removed client-certificate headers sent by the client"
+        );
+    }
+    if request.extensions().get::<TlsConnection>().is_some()
+        && !request.headers().contains_key(X_FORWARDED_PROTO)
+    {
+        // Over the router's own TLS: login redirects and secure cookies see HTTPS.
+        request
+            .headers_mut()
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    }
     let mut response = match route_request(&state, peer, request).await {
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
@@ -357,6 +375,12 @@ async fn dispatch(
                 .await
                 .map_err(|err| token_rejection(destination, &err))?;
             let (parts, body) = request.into_parts();
+            let tls = parts.extensions.get::<TlsConnection>();
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let client_cert_headers = tls
+                .and_then(|tls| tls.client_certificate.as_deref())
+                .map(|certificate| client_cert_headers(runtime, certificate))
+                .unwrap_or_default();
             let session = caller.and_then(|c| c.session.as_ref());
             let keep_cookies = session.is_some() && !found.route.backend_cookies_to_browser;
             let backend_cookies = session
@@ -369,11 +393,12 @@ async fn dispatch(
                 client,
                 url: &found.url,
                 peer,
-                scheme: state.inner.scheme,
+                scheme,
                 public_route: found.route.authentication.is_none(),
                 session_cookie: state.inner.auth.session_cookie(),
                 authorization,
                 backend_cookies,
+                client_cert_headers,
             }
             .send(parts, body)
             .await;
@@ -394,6 +419,32 @@ async fn dispatch(
         RouteTo::Service { .. } => Err(Rejection::BadGateway(
             "Bad Gateway: service routes are not supported",
         )),
+    }
+}
+
+/// The client-certificate headers for destinations, built from the certificate verified in the
+/// router's own TLS handshake in the configured profiles. If they cannot be built (over the size
+/// budget), none are sent: the destination sees no certificate rather than a partial one.
+fn client_cert_headers(
+    runtime: &Runtime,
+    certificate: &inbound::ClientCertificate,
+) -> Vec<(http::HeaderName, HeaderValue)> {
+    let context = inbound::EmitContext {
+        certificate: Some(certificate),
+        verification: inbound::Verification::Success,
+        incoming_xfcc: None,
+        now: crate::identity::rotation::now_unix(),
+    };
+    match inbound::emit(
+        &runtime.inbound_tls.forward_profiles,
+        &context,
+        &inbound::EmitOptions::default(),
+    ) {
+        Ok(emitted) => emitted.headers,
+        Err(err) => {
+            tracing::warn!(error = %err, subject = certificate.subject(), "client-certificate headers not sent");
+            Vec::new()
+        }
     }
 }
 

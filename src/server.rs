@@ -26,13 +26,19 @@ pub enum Stopped {
     GraceExpired,
 }
 
-/// Serves until `shutdown` completes, then drains for at most `grace`.
+/// Serves until `shutdown` completes, then drains for at most `grace`. With
+/// `XSROUTER_TLS_CERT` configured the listener speaks HTTPS ([`crate::inbound::listener`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<Stopped> {
+    let tls = &state.runtime().inbound_tls;
+    if tls.server.is_some() {
+        let config = crate::inbound::listener::server_config(tls).map_err(std::io::Error::other)?;
+        return crate::inbound::listener::serve(listener, state, config, shutdown, grace).await;
+    }
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;

@@ -7,6 +7,7 @@ pub mod business_services;
 pub mod destination_auth;
 pub mod destinations;
 pub mod environment;
+pub mod inbound_tls;
 pub mod problem;
 pub mod session_store;
 pub mod settings;
@@ -67,6 +68,8 @@ pub struct Runtime {
     pub response_headers: ResponseHeaderPolicy,
     /// The shared session store (`EXT_SESSION_MGT`, `REDIS_URL`); `None` keeps sessions in memory.
     pub session_store: Option<session_store::SessionStoreSettings>,
+    /// The HTTPS listener and inbound client certificates (`XSROUTER_TLS_*`, `XSROUTER_CLIENT_*`).
+    pub inbound_tls: inbound_tls::InboundTls,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
 }
@@ -140,6 +143,7 @@ impl Runtime {
         );
         let extra_roots = extra_roots(&env, &mut problems);
         let session_store = session_store::from_env(&env, &bindings, &mut problems);
+        let inbound_tls = inbound_tls::InboundTls::from_env(&env, &mut problems);
 
         let mut builder = RouteBuilder {
             origin: xs_app_path.display().to_string(),
@@ -174,6 +178,7 @@ impl Runtime {
             env,
             response_headers,
             session_store,
+            inbound_tls,
             warnings: Vec::new(),
         })?;
         Ok(runtime.with_warnings())

@@ -5,11 +5,13 @@
 //! This slice is the pure header layer, without I/O: the certificate model
 //! ([`client_cert`]), parsers for certificates forwarded in proxy headers ([`forwarded`]), and
 //! the outgoing header formats plus the list of client-certificate headers to strip from
-//! untrusted requests ([`headers_out`]).
+//! untrusted requests ([`headers_out`]). The router's own HTTPS listener, which verifies client
+//! certificates in the handshake, is [`listener`].
 
 pub mod client_cert;
 pub mod forwarded;
 pub mod headers_out;
+pub mod listener;
 
 pub use client_cert::{CertificateError, ClientCertificate};
 pub use forwarded::{

@@ -36,6 +36,8 @@ pub struct Forward<'a> {
     pub authorization: Option<Secret>,
     /// Session cookies this destination set earlier, kept by the router (`name=value; ...`).
     pub backend_cookies: Option<String>,
+    /// Client-certificate headers built by the router (the request's own were stripped).
+    pub client_cert_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Forward<'_> {
@@ -64,6 +66,10 @@ impl Forward<'_> {
                 path: parts.uri.path(),
             },
         );
+        // After the forwarding rules, which may drop `x-forwarded-*`: these are the router's own.
+        for (name, value) in self.client_cert_headers {
+            parts.headers.insert(name, value);
+        }
         if let Some(cookies) = &self.backend_cookies {
             let merged = match parts
                 .headers
