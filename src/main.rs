@@ -83,7 +83,6 @@ fn check(workdir: &Path) -> anyhow::Result<ExitCode> {
         let to = match &route.to {
             RouteTo::Destination(d) => format!("destination {d:?}"),
             RouteTo::LocalDir(dir) => format!("localDir {}", dir.display()),
-            RouteTo::Service { name, .. } => format!("service {name}"),
         };
         let auth = route.authentication.map_or("none", |a| a.as_str());
         let position = route

@@ -416,9 +416,6 @@ async fn dispatch(
             }
             Ok(response)
         }
-        RouteTo::Service { .. } => Err(Rejection::BadGateway(
-            "Bad Gateway: service routes are not supported",
-        )),
     }
 }
 

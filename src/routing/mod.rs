@@ -27,16 +27,13 @@ pub enum DestinationRef {
     FromHost,
 }
 
-/// What a route sends requests to.
+/// What a route sends requests to. Business-service routes become destinations
+/// (`service:<name>[/<endpoint>]`) when the configuration is loaded.
 #[derive(Debug, Clone)]
 pub enum RouteTo {
     Destination(DestinationRef),
     /// A directory under the working directory (canonical path).
     LocalDir(PathBuf),
-    Service {
-        name: String,
-        endpoint: Option<String>,
-    },
 }
 
 /// One compiled route.
