@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 use support::pki::{KeyForm, Leaf, Pki};
 use support::upstream::{self, Upstream};
@@ -86,30 +85,7 @@ fn tls_client(
     server_pki: &Pki,
     identity: Option<(&Pki, &Leaf)>,
 ) -> reqwest::Client {
-    xsrouter::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server_pki.root.der().clone()).expect("root");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((pki, leaf)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(
-                format!("{}{}", leaf.cert_pem, pki.intermediate_pem()).as_bytes(),
-            )
-            .collect::<Result<_, _>>()
-            .expect("client chain");
-            let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("client key");
-            builder
-                .with_client_auth_cert(chain, key)
-                .expect("client auth")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let config = support::pki::tls_client_config(server_pki, identity);
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .resolve("localhost", router.addr)

@@ -3,13 +3,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use support::client;
@@ -92,31 +89,9 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Value {
 /// A client for the mTLS listener trusting `server_pki`, presenting a certificate with CN `cn`
 /// issued under `client_pki` (none: no client certificate).
 fn mtls_client(server_pki: &Pki, client_pki: Option<(&Pki, &str)>) -> reqwest::Client {
-    xsrouter::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server_pki.root.der().clone()).expect("root");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots);
-    let mut config = match client_pki {
-        Some((pki, cn)) => {
-            let leaf = pki.client(cn, KeyForm::EcPkcs8);
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(
-                format!("{}{}", leaf.cert_pem, pki.intermediate_pem()).as_bytes(),
-            )
-            .collect::<Result<_, _>>()
-            .expect("client chain");
-            let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("client key");
-            builder
-                .with_client_auth_cert(chain, key)
-                .expect("client auth")
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let leaf = client_pki.map(|(pki, cn)| (pki, pki.client(cn, KeyForm::EcPkcs8)));
+    let config =
+        support::pki::tls_client_config(server_pki, leaf.as_ref().map(|(pki, leaf)| (*pki, leaf)));
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .redirect(reqwest::redirect::Policy::none())

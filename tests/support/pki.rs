@@ -143,6 +143,38 @@ impl Pki {
     }
 }
 
+/// A rustls client configuration trusting `server`'s root and, with `identity`, presenting that
+/// leaf with its intermediate; offers HTTP/2 and HTTP/1.1.
+pub fn tls_client_config(server: &Pki, identity: Option<(&Pki, &Leaf)>) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    xsrouter::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.root.der().clone()).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((pki, leaf)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(
+                format!("{}{}", leaf.cert_pem, pki.intermediate_pem()).as_bytes(),
+            )
+            .collect::<Result<_, _>>()
+            .expect("client chain");
+            let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("client key");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
 impl Leaf {
     /// The bound `certificate` value: leaf, intermediate, root, in that order.
     pub fn chain_pem(&self, pki: &Pki) -> String {
