@@ -18,7 +18,8 @@ use xsrouter::server::{self, Stopped};
 #[command(
     name = "xsrouter",
     version,
-    about = "Application router: a drop-in replacement for @sap/approuter"
+    about = "Application router: a drop-in replacement for @sap/approuter",
+    after_help = ENVIRONMENT_HELP
 )]
 struct Cli {
     /// Working directory holding xs-app.json (and optionally default-env.json, resources/).
@@ -27,6 +28,26 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 }
+
+/// Every environment variable xsrouter reads (the README has the full reference).
+const ENVIRONMENT_HELP: &str = "\
+Environment (defaults in parentheses):
+  PORT (5000), XS_BIND_ADDRESS (0.0.0.0)         where to listen
+  destinations, httpHeaders, DESTINATION_HOST_PATTERN, SEND_XFRAMEOPTIONS (true)
+  VCAP_SERVICES, VCAP_SERVICES_FILE_PATH, SERVICE_BINDING_ROOT, UAA_SERVICE_NAME, IAS_SERVICE_NAME
+  XSUAA_PRIVATE_KEY, IAS_PRIVATE_KEY, FULL_CERTIFICATE_CHAIN (false), XS_CACERT_PATH, VCAP_APPLICATION
+  XSROUTER_CREDENTIALS_POLL_INTERVAL (10 s)       re-read bound certificates (also on SIGHUP)
+  JWT_REFRESH (5 min), MINIMUM_TOKEN_VALIDITY (0 s), SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD (false),
+  XSROUTER_TOKEN_CACHE_SIZE (10000)
+  SESSION_TIMEOUT (15 min), SESSION_COOKIE_NAME (JSESSIONID), SECURE_SESSION_COOKIE, COOKIES,
+  STATE_PARAMETER_SECRET (true), PKCE_ENABLED (true)
+  EXT_SESSION_MGT, REDIS_URL, XSROUTER_SESSION_SECRET   sessions in Redis
+  XSROUTER_TLS_CERT, XSROUTER_TLS_KEY, XSROUTER_CLIENT_CERT_MODE (off), XSROUTER_CLIENT_CA,
+  XSROUTER_CLIENT_CERT_HEADERS (envoy)            inbound TLS and client certificates
+  XSROUTER_MANAGEMENT_PORT (off)                  /health/live, /health/ready, /metrics
+  XSROUTER_SHUTDOWN_TIMEOUT (30 s), LOG_FORMAT (json), LOG_LEVEL / RUST_LOG (info)
+The working directory may hold default-env.json (values for unset variables) and
+default-services.json (local bindings).";
 
 #[derive(Subcommand)]
 enum Command {

@@ -780,3 +780,42 @@ fn run_with_a_bad_configuration_exits_without_listening() {
     assert!(!err.contains("xsrouter listening"), "{err}");
     assert!(err.contains("xs-app.json not found"), "{err}");
 }
+
+#[test]
+fn help_lists_every_variable_the_router_reads() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_xsrouter"))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let others = [
+        "destinations",
+        "httpHeaders",
+        "VCAP_SERVICES",
+        "VCAP_SERVICES_FILE_PATH",
+        "SERVICE_BINDING_ROOT",
+        "UAA_SERVICE_NAME",
+        "IAS_SERVICE_NAME",
+        "XSUAA_PRIVATE_KEY",
+        "IAS_PRIVATE_KEY",
+        "FULL_CERTIFICATE_CHAIN",
+        "XS_CACERT_PATH",
+        "VCAP_APPLICATION",
+        "COOKIES",
+        "EXT_SESSION_MGT",
+        "REDIS_URL",
+        "XSROUTER_SESSION_SECRET",
+        "XSROUTER_TLS_CERT",
+        "XSROUTER_TLS_KEY",
+        "XSROUTER_CLIENT_CERT_MODE",
+        "XSROUTER_CLIENT_CA",
+        "XSROUTER_CLIENT_CERT_HEADERS",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+        "RUST_LOG",
+    ];
+    for name in xsrouter::config::settings::KEYS.iter().chain(others.iter()) {
+        assert!(help.contains(name), "--help does not mention {name}");
+    }
+}

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use super::environment::Environment;
 use super::problem::Problems;
 
-/// Variables read through this module, by their exact (case-sensitive) names.
-const KEYS: &[&str] = &[
+/// Variables read through this module, by their exact (case-sensitive) names (`--help` lists
+/// them all; a test checks it).
+pub const KEYS: &[&str] = &[
     "PORT",
     "XS_BIND_ADDRESS",
     "SEND_XFRAMEOPTIONS",
