@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
 use crate::auth::{self, Auth, Caller, protection};
 use crate::config::Runtime;
@@ -320,9 +319,15 @@ async fn route_request(
             }
         }
     }
+    // Only configured destinations label logs and metrics: a name taken from the URL (`$1`)
+    // could otherwise grow the metrics without bound. Their shared name costs no allocation.
     let info = RouteInfo {
         route: found.route.position,
-        destination: found.destination.as_deref().map(Arc::from),
+        destination: found
+            .destination
+            .as_deref()
+            .and_then(|name| runtime.destination(name))
+            .map(|d| d.metric_name.clone()),
     };
     let mut response = dispatch(state, peer, found, request, caller.as_ref())
         .await
@@ -501,11 +506,5 @@ fn token_rejection(destination: &crate::config::Destination, err: &TokenError) -
 /// `/` redirects to the welcome file; the query is dropped, as in approuter.
 fn welcome_redirect(welcome: &str) -> Response {
     // Always a local path: a welcome file may not send users to another host.
-    let location = format!("/{}", welcome.trim_start_matches('/'));
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::FOUND;
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
+    auth::redirect(&format!("/{}", welcome.trim_start_matches('/')), &[])
 }

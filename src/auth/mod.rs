@@ -600,7 +600,8 @@ fn public_origin(headers: &HeaderMap, uri: &Uri) -> String {
     format!("{scheme}://{host}")
 }
 
-fn redirect(location: &str, cookies: &[String]) -> Response {
+/// A 302 to `location`, setting `cookies`.
+pub fn redirect(location: &str, cookies: &[String]) -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::FOUND;
     if let Ok(value) = HeaderValue::from_str(location) {
