@@ -190,11 +190,7 @@ async fn ias_binding_and_the_choice_between_two_identities() {
     let router = Router::start(s.dir.path(), &env).await;
     assert_eq!(chain_seen(&router, "/mtls/x").await[0], "xsuaa identity");
 
-    let runtime = xsrouter::config::Runtime::load(
-        s.dir.path(),
-        xsrouter::config::Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
     let upstreams = xsrouter::upstream::Upstreams::build(&runtime).expect("upstreams");
     for (route, expected) in [
         (
@@ -412,11 +408,7 @@ async fn ias_key_from_environment_variable_and_cert_domain_warning() {
         "VCAP_APPLICATION",
         r#"{"application_name": "router"}"#.to_owned(),
     ));
-    let runtime = xsrouter::config::Runtime::load(
-        s.dir.path(),
-        xsrouter::config::Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
     let warnings = runtime.warnings.join("\n");
     assert!(
         warnings.contains("destination `secure`") && warnings.contains("no `.cert.` segment"),

@@ -15,7 +15,7 @@ use support::{Router, WorkDir, client, upstream};
 use xsrouter::auth::redis_store::{RedisStore, SessionCipher};
 use xsrouter::auth::session::{Session, SessionStore, UserSession};
 use xsrouter::config::session_store::{RedisEndpoint, SessionStoreSettings};
-use xsrouter::config::{Environment, Runtime};
+
 use xsrouter::pipeline::AppState;
 use xsrouter::secret::Secret;
 
@@ -136,11 +136,7 @@ async fn keys(redis: &RedisServer) -> Vec<String> {
 
 /// What `AppState::build` says when the router cannot start with `env` (None: it starts).
 async fn start_up_error(dir: &std::path::Path, env: Vec<(&'static str, String)>) -> Option<String> {
-    let runtime = Runtime::load(
-        dir,
-        Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("valid configuration");
+    let runtime = support::load_runtime(dir, &env).expect("valid configuration");
     AppState::build(runtime).await.err().map(|e| e.to_string())
 }
 
@@ -432,12 +428,7 @@ async fn ended_sessions_stay_ended_and_other_secrets_see_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_fails_clearly_when_redis_is_missing_unreachable_or_refuses_us() {
     let site = Site::new().await;
-    let load = |env: &[(&'static str, String)]| {
-        Runtime::load(
-            site.dir.path(),
-            Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-        )
-    };
+    let load = |env: &[(&'static str, String)]| support::load_runtime(site.dir.path(), env);
 
     // Not bound at all: a configuration problem that names the instance.
     let mut unbound = site.ext_session_mgt(&RedisServer::start().await, json!({}));

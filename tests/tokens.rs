@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use support::pki::{KeyForm, Pki};
 use support::token_service::TokenService;
 use support::{Router, WorkDir, client, upstream};
-use xsrouter::config::{Environment, Runtime};
 use xsrouter::pipeline::AppState;
 use xsrouter::secret::Secret;
 
@@ -165,11 +164,7 @@ async fn wrong_client_certificate_is_a_clear_error() {
     assert_eq!(s.ts.token_requests(), 1, "a refused client is not retried");
 
     // The error names what went wrong (without secrets).
-    let runtime = Runtime::load(
-        s.dir.path(),
-        Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
     let state = AppState::build(runtime).await.expect("state");
     let err = state
@@ -279,11 +274,7 @@ async fn user_tokens_are_exchanged_per_user_and_never_crossed() {
         401
     );
 
-    let runtime = Runtime::load(
-        s.dir.path(),
-        Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
     let state = AppState::build(runtime).await.expect("state");
     let alice = Secret::new(s.ts.issue_user_token("alice", "login-client", &["read"], 3600));
@@ -328,11 +319,7 @@ async fn ias_dependency_exchange_and_refresh_grant() {
         json!({"name": "backend", "url": s.backend.url(), "IASDependencyName": "orders-api"});
     let mut env = s.env(destination);
     env.push(("VCAP_SERVICES", vcap.to_string()));
-    let runtime = Runtime::load(
-        s.dir.path(),
-        Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
     let destination = runtime.destination("backend").expect("destination").clone();
     let state = AppState::build(runtime).await.expect("state");
     let user = Secret::new(s.ts.issue_user_token("carol", "ias-client", &["openid"], 3600));
@@ -458,11 +445,7 @@ async fn client_credentials_tokens_are_loaded_at_start_up_unless_skipped() {
         let s = setup().await;
         let mut env = s.env(s.cc_destination());
         env.push(("SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD", skip.to_string()));
-        let runtime = Runtime::load(
-            s.dir.path(),
-            Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-        )
-        .expect("runtime");
+        let runtime = support::load_runtime(s.dir.path(), &env).expect("runtime");
         let state = AppState::build(runtime).await.expect("state");
         state.spawn_token_prefetch();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -475,15 +458,7 @@ async fn client_credentials_tokens_are_loaded_at_start_up_unless_skipped() {
     // A token service that is down at start-up is not fatal.
     let s = setup().await;
     s.ts.set_down(true);
-    let runtime = Runtime::load(
-        s.dir.path(),
-        Environment::from_pairs(
-            s.env(s.cc_destination())
-                .iter()
-                .map(|(k, v)| (*k, v.clone())),
-        ),
-    )
-    .expect("runtime");
+    let runtime = support::load_runtime(s.dir.path(), &s.env(s.cc_destination())).expect("runtime");
     let state = AppState::build(runtime)
         .await
         .expect("state builds although the token service is down");

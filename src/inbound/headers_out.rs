@@ -673,6 +673,23 @@ pub fn strip_client_cert_headers(headers: &mut HeaderMap) -> usize {
 mod tests {
     use super::*;
 
+    /// One profile of each header family that emits more than the verification status.
+    fn emitting_profiles() -> [ForwardProfile; 5] {
+        [
+            ForwardProfile::Envoy {
+                mode: XfccMode::SanitizeSet,
+                fields: XfccFields::default(),
+            },
+            ForwardProfile::Rfc9440,
+            ForwardProfile::Nginx(NginxFlavor::Nginx),
+            ForwardProfile::AzureAppGateway,
+            ForwardProfile::Traefik {
+                pem: true,
+                info: true,
+            },
+        ]
+    }
+
     #[test]
     fn modes_follow_envoy() {
         let e = Some("Hash=ab");
@@ -769,19 +786,7 @@ mod tests {
         ] {
             assert!(!is_client_cert_header(name), "{name}");
         }
-        let profiles = [
-            ForwardProfile::Envoy {
-                mode: XfccMode::SanitizeSet,
-                fields: XfccFields::default(),
-            },
-            ForwardProfile::Rfc9440,
-            ForwardProfile::Nginx(NginxFlavor::Nginx),
-            ForwardProfile::AzureAppGateway,
-            ForwardProfile::Traefik {
-                pem: true,
-                info: true,
-            },
-        ];
+        let profiles = emitting_profiles();
         for profile in &profiles {
             for name in profile.header_names() {
                 assert!(
@@ -830,19 +835,7 @@ mod tests {
             incoming_xfcc: Some("Hash=spoofed"),
             now: 0,
         };
-        let profiles = [
-            ForwardProfile::Envoy {
-                mode: XfccMode::SanitizeSet,
-                fields: XfccFields::default(),
-            },
-            ForwardProfile::Rfc9440,
-            ForwardProfile::Nginx(NginxFlavor::Nginx),
-            ForwardProfile::AzureAppGateway,
-            ForwardProfile::Traefik {
-                pem: true,
-                info: true,
-            },
-        ];
+        let profiles = emitting_profiles();
         let emitted = emit(&profiles, &context, &EmitOptions::default()).expect("emit");
         let pairs: Vec<(&str, &str)> = emitted
             .headers

@@ -74,10 +74,7 @@ impl Router {
 
     pub async fn try_start(workdir: &Path, env: &[(&str, String)]) -> Result<Self, LoadError> {
         xsrouter::install_crypto_provider();
-        let runtime = Runtime::load(
-            workdir,
-            Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
-        )?;
+        let runtime = load_runtime(workdir, env)?;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let addr = listener.local_addr().expect("router addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -120,6 +117,14 @@ impl Drop for Router {
             task.abort();
         }
     }
+}
+
+/// Loads the configuration of `workdir` with exactly the given environment.
+pub fn load_runtime(workdir: &Path, env: &[(&str, String)]) -> Result<Runtime, LoadError> {
+    Runtime::load(
+        workdir,
+        Environment::from_pairs(env.iter().map(|(k, v)| (*k, v.clone()))),
+    )
 }
 
 /// A client that sends what it is told: no redirects followed, no proxy.
