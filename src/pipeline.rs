@@ -165,6 +165,10 @@ pub async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let correlation = telemetry::correlation_id(request.headers());
+    let encoding = state
+        .runtime()
+        .compression
+        .negotiate(&method, request.headers());
     // Backends see the same id (approuter's header name).
     request
         .headers_mut()
@@ -186,10 +190,24 @@ pub async fn handle(
             .headers_mut()
             .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     }
-    let mut response = match route_request(&state, peer, request).await {
+    // Cross-origin rules come first, as in approuter: a preflight is answered here.
+    let (cors_answer, cors_headers) = state
+        .runtime()
+        .cors
+        .evaluate(request.method(), request.uri(), request.headers())
+        .split();
+    let routed = match cors_answer {
+        Some(answer) => answer,
+        None => route_request(&state, peer, request).await,
+    };
+    let mut response = match routed {
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
     };
+    response = state.runtime().error_pages.apply(&path, response);
+    if let Some(cors) = cors_headers {
+        cors.apply(response.headers_mut());
+    }
     state
         .runtime()
         .response_headers
@@ -224,7 +242,7 @@ pub async fn handle(
         request_id = correlation.to_str().unwrap_or("-"),
         "request"
     );
-    response
+    state.runtime().compression.apply(encoding, response)
 }
 
 async fn route_request(

@@ -10,6 +10,7 @@ use http::{HeaderValue, StatusCode, header};
 pub enum Rejection {
     BadRequest(&'static str),
     Unauthorized(&'static str),
+    Forbidden(&'static str),
     NotFound(&'static str),
     MethodNotAllowed { allow: String },
     BadGateway(&'static str),
@@ -22,6 +23,7 @@ impl Rejection {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -34,6 +36,7 @@ impl Rejection {
         match self {
             Self::BadRequest(r)
             | Self::Unauthorized(r)
+            | Self::Forbidden(r)
             | Self::NotFound(r)
             | Self::BadGateway(r)
             | Self::ServiceUnavailable(r) => r,

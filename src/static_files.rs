@@ -141,7 +141,7 @@ fn redirect_to_directory(path: &str, query: Option<&str>) -> Response {
     }
 }
 
-fn content_type(file: &Path) -> HeaderValue {
+pub(crate) fn content_type(file: &Path) -> HeaderValue {
     let mime = mime_guess::from_path(file).first_or_octet_stream();
     let textual = mime.type_() == mime_guess::mime::TEXT
         || matches!(

@@ -66,6 +66,12 @@ pub struct Runtime {
     /// The environment snapshot (with default-env.json), kept for credential reloads.
     pub env: Environment,
     pub response_headers: ResponseHeaderPolicy,
+    /// Response compression (xs-app.json `compression`, `COMPRESSION`).
+    pub compression: crate::compression::CompressionPolicy,
+    /// Cross-origin rules (xs-app.json `cors`, then `CORS`).
+    pub cors: crate::cors::CorsPolicy,
+    /// xs-app.json `errorPage` and `RETURN_ERROR_SOURCE`.
+    pub error_pages: crate::error_pages::ErrorPages,
     /// The shared session store (`EXT_SESSION_MGT`, `REDIS_URL`); `None` keeps sessions in memory.
     pub session_store: Option<session_store::SessionStoreSettings>,
     /// The HTTPS listener and inbound client certificates (`XSROUTER_TLS_*`, `XSROUTER_CLIENT_*`).
@@ -119,6 +125,26 @@ impl Runtime {
             &mut problems,
         );
 
+        let error_pages = crate::error_pages::ErrorPages::from_config(
+            &xs_app.error_page,
+            &workdir,
+            &xs_app_path.display().to_string(),
+            settings.as_ref().is_some_and(|s| s.return_error_source),
+            &mut problems,
+        );
+        let cors = crate::cors::CorsPolicy::from_config(
+            &xs_app.cors,
+            &xs_app_path.display().to_string(),
+            env.non_empty("CORS").map(|text| (text, env.origin("CORS"))),
+            &mut problems,
+        );
+        let compression = crate::compression::CompressionPolicy::from_config(
+            xs_app.compression.as_ref(),
+            &xs_app_path.display().to_string(),
+            env.non_empty("COMPRESSION")
+                .map(|text| (text, env.origin("COMPRESSION"))),
+            &mut problems,
+        );
         let xsuaa = bindings.auth_service(AuthServiceKind::Xsuaa, &env, &mut problems);
         let ias = bindings.auth_service(AuthServiceKind::Ias, &env, &mut problems);
         let (xsuaa_bound, ias_bound) = (xsuaa.is_some(), ias.is_some());
@@ -177,6 +203,9 @@ impl Runtime {
             extra_roots,
             env,
             response_headers,
+            compression,
+            cors,
+            error_pages,
             session_store,
             inbound_tls,
             warnings: Vec::new(),

@@ -30,6 +30,12 @@ pub const KEYS: &[&str] = &[
     "STATE_PARAMETER_SECRET",
     "PKCE_ENABLED",
     "XSROUTER_MANAGEMENT_PORT",
+    "COMPRESSION",
+    "CORS",
+    "RETURN_ERROR_SOURCE",
+    "INCOMING_REQUEST_TIMEOUT",
+    "INCOMING_CONNECTION_TIMEOUT",
+    "SERVER_KEEP_ALIVE",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +56,10 @@ struct RawSettings {
     state_parameter_secret: bool,
     pkce_enabled: bool,
     xsrouter_management_port: Option<u16>,
+    return_error_source: bool,
+    incoming_request_timeout: u64,
+    incoming_connection_timeout: u64,
+    server_keep_alive: u64,
 }
 
 /// Settings from the environment, validated.
@@ -92,6 +102,16 @@ pub struct Settings {
     pub cookie_partitioned: bool,
     /// `XSROUTER_MANAGEMENT_PORT`: health and metrics on this port (off when unset).
     pub management_port: Option<u16>,
+    /// `RETURN_ERROR_SOURCE` (false): `x-error-source: gateway` on the router's own errors.
+    pub return_error_source: bool,
+    /// `INCOMING_REQUEST_TIMEOUT` (ms, 300000; 0: none): time to receive a whole request (408).
+    pub incoming_request_timeout: Option<Duration>,
+    /// `INCOMING_CONNECTION_TIMEOUT` (ms, 120000; 0: none): a client connection with no bytes
+    /// either way for this long is closed.
+    pub incoming_connection_timeout: Option<Duration>,
+    /// `SERVER_KEEP_ALIVE` (ms, 0: none): an idle keep-alive connection (no request in
+    /// progress) is closed after this long.
+    pub server_keep_alive: Option<Duration>,
 }
 
 impl Settings {
@@ -145,6 +165,10 @@ impl Settings {
                     cookie_same_site: cookies.0,
                     cookie_partitioned: cookies.1,
                     management_port: raw.xsrouter_management_port,
+                    return_error_source: raw.return_error_source,
+                    incoming_request_timeout: millis(raw.incoming_request_timeout),
+                    incoming_connection_timeout: millis(raw.incoming_connection_timeout),
+                    server_keep_alive: millis(raw.server_keep_alive),
                 })
             }
             Err(err) => {
@@ -189,6 +213,11 @@ fn cookie_options(env: &Environment, problems: &mut Problems) -> (Option<String>
     (same_site, partitioned)
 }
 
+/// Milliseconds, 0 meaning "no timeout" (as approuter's timeout variables).
+fn millis(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
 /// Defaults, then the given variables, deserialized.
 fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::ConfigError> {
     config::Config::builder()
@@ -204,6 +233,10 @@ fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::C
         .set_default("session_cookie_name", "JSESSIONID")?
         .set_default("state_parameter_secret", true)?
         .set_default("pkce_enabled", true)?
+        .set_default("return_error_source", false)?
+        .set_default("incoming_request_timeout", 300_000)?
+        .set_default("incoming_connection_timeout", 120_000)?
+        .set_default("server_keep_alive", 0)?
         .add_source(
             config::Environment::default()
                 .source(Some(source))

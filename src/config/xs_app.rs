@@ -196,21 +196,41 @@ pub struct EndpointDef {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorPageDef {
+    /// Position in `errorPage` as written (problems name it).
+    #[serde(skip)]
+    pub position: usize,
     pub status: Value,
     pub file: Option<String>,
     pub path: Option<String>,
 }
 
+/// One `cors` entry (xs-app.json or the `CORS` variable); checked and compiled by
+/// [`crate::cors`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CorsDef {
-    pub uri_pattern: String,
-    pub allowed_origin: Vec<Value>,
+    /// Position in `cors` as written (problems name it).
+    #[serde(skip)]
+    pub position: usize,
+    /// A regular expression, or `{"path", "matchCase"}` like a route `source`.
+    pub uri_pattern: Value,
+    pub host_pattern: Option<Value>,
+    pub allowed_origin: Vec<AllowedOriginDef>,
     pub allowed_methods: Option<Vec<String>>,
     pub allowed_headers: Option<Vec<String>>,
-    pub exposed_headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
     pub allowed_credentials: Option<bool>,
     pub max_age: Option<u64>,
+}
+
+/// One `allowedOrigin` item: a host (`*.example.com` allowed), optionally protocol and port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedOriginDef {
+    pub host: String,
+    pub protocol: Option<String>,
+    /// A number or a numeric string.
+    pub port: Option<Value>,
 }
 
 /// The whole `xs-app.json`, validated but not yet compiled.
@@ -298,8 +318,38 @@ pub fn parse(text: &str, origin: &str, problems: &mut Problems) -> XsApp {
             "pluginMetadataEndpoint" => app.plugin_metadata_endpoint = field!(value, path),
             "whitelistService" => app.whitelist_service = field!(value, path),
             "websockets" => app.websockets = field!(value, path),
-            "errorPage" => app.error_page = field!(value, path).unwrap_or_default(),
-            "cors" => app.cors = field!(value, path).unwrap_or_default(),
+            "errorPage" => {
+                let Value::Array(items) = value else {
+                    problems.push(origin, path, "must be an array of {status, file | path}");
+                    continue;
+                };
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(page) = field!(item, index(&path, i)) {
+                        app.error_page.push(ErrorPageDef {
+                            position: i,
+                            ..page
+                        });
+                    }
+                }
+            }
+            "cors" => {
+                // Entry by entry, so one bad rule does not hide the problems of the next.
+                let Value::Array(items) = value else {
+                    problems.push(origin, path, "must be an array of CORS rules");
+                    continue;
+                };
+                if items.is_empty() {
+                    problems.push(origin, &path, "must list at least one CORS rule");
+                }
+                for (i, item) in items.into_iter().enumerate() {
+                    if let Some(rule) = field!(item, index(&path, i)) {
+                        app.cors.push(CorsDef {
+                            position: i,
+                            ..rule
+                        });
+                    }
+                }
+            }
             _ => problems.push(origin, path, "unknown property"),
         }
     }
@@ -449,7 +499,7 @@ fn parse_route(
     })
 }
 
-fn parse_source(
+pub(crate) fn parse_source(
     value: Value,
     origin: &str,
     path: &str,

@@ -147,6 +147,10 @@ impl Forward<'_> {
         let mut response = Response::new(body);
         *response.status_mut() = parts.status;
         *response.headers_mut() = parts.headers;
+        // errorPage and RETURN_ERROR_SOURCE leave backend answers alone.
+        response
+            .extensions_mut()
+            .insert(crate::error_pages::UpstreamAnswer);
         Ok(response)
     }
 }
