@@ -6,11 +6,9 @@
 //! of this reads.
 
 pub mod auth;
-pub mod compression;
 pub mod config;
-pub mod cors;
 pub mod demo;
-pub mod error_pages;
+pub mod destination_service;
 pub mod identity;
 pub mod inbound;
 pub mod management;

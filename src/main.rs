@@ -1,7 +1,6 @@
 //! The `xsrouter` command: run the router on an approuter working directory, check a
 //! configuration, or start the demo.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,12 +38,24 @@ Environment (defaults in parentheses):
   XSROUTER_CREDENTIALS_POLL_INTERVAL (10 s)       re-read bound certificates (also on SIGHUP)
   JWT_REFRESH (5 min), MINIMUM_TOKEN_VALIDITY (0 s), SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD (false),
   XSROUTER_TOKEN_CACHE_SIZE (10000)
+  XSROUTER_DESTINATION_CACHE_TTL (300 s)          longest a Destination service lookup is kept
   SESSION_TIMEOUT (15 min), SESSION_COOKIE_NAME (JSESSIONID), SECURE_SESSION_COOKIE, COOKIES,
   STATE_PARAMETER_SECRET (true), PKCE_ENABLED (true)
   EXT_SESSION_MGT, REDIS_URL, XSROUTER_SESSION_SECRET   sessions in Redis
   XSROUTER_TLS_CERT, XSROUTER_TLS_KEY, XSROUTER_CLIENT_CERT_MODE (off), XSROUTER_CLIENT_CA,
   XSROUTER_CLIENT_CERT_HEADERS (envoy)            inbound TLS and client certificates
+  XSROUTER_CLIENT_CERT_PERMISSIVE (false), XSROUTER_CLIENT_ISSUERS, XSROUTER_CLIENT_CHAIN_DEPTH,
+  XSROUTER_CLIENT_CRL, XSROUTER_CLIENT_CRL_SCOPE (chain), XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS
+  (false), XSROUTER_CLIENT_CRL_ENFORCE_EXPIRATION (true), XSROUTER_TLS_HOSTS (SNI sites)
+                                                  re-read with the credentials (also on SIGHUP)
+  XSROUTER_TRUSTED_PROXIES, XSROUTER_TRUSTED_PROXY_CERTS, XSROUTER_FORWARDED_CLIENT_CERT,
+  XSROUTER_FORWARDED_CLIENT_CERT_VERIFY (reverify)  client certificates from trusted proxies
+  XSROUTER_XFCC_MODE (sanitize_set), XSROUTER_XFCC_FIELDS (subject,uri,dns),
+  XSROUTER_CLIENT_CERT_HEADERS_MAX_BYTES (16384)   client-certificate headers to destinations
+  WS_ALLOWED_ORIGINS (the router's own URL)       origins that may open WebSockets
   XSROUTER_MANAGEMENT_PORT (off)                  /health/live, /health/ready, /metrics
+  XSROUTER_MAX_HEADER_SIZE (16384), XSROUTER_MAX_HEADER_COUNT (100), XSROUTER_MAX_URL_LENGTH (16384),
+  XSROUTER_HEADER_READ_TIMEOUT (60 s), XSROUTER_MAX_BODY_SIZE (unlimited)   request limits
   XSROUTER_SHUTDOWN_TIMEOUT (30 s), LOG_FORMAT (json), LOG_LEVEL / RUST_LOG (info)
 The working directory may hold default-env.json (values for unset variables) and
 default-services.json (local bindings).";
@@ -53,7 +64,8 @@ default-services.json (local bindings).";
 enum Command {
     /// Load and validate the configuration, print a summary, and exit.
     Check,
-    /// Start the example (xs-app/) with a demo backend on loopback.
+    /// Start the example (xs-app/) on loopback with a generated CA and x509 binding, an mTLS-only
+    /// backend and a demo token service; print what to try. Ctrl-C stops it.
     Demo,
     /// Probe a running router's readiness on its management port (for container health checks):
     /// exit 0 when `GET /health/ready` answers 200.
@@ -219,39 +231,6 @@ fn finish(stopped: Stopped) -> anyhow::Result<ExitCode> {
 }
 
 async fn demo() -> anyhow::Result<ExitCode> {
-    let repo = std::env::current_dir()?;
-    let backend = xsrouter::demo::start_echo_backend(0).await?;
-    let runtime = xsrouter::demo::demo_runtime(&repo, backend.addr, Environment::from_process())?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", runtime.settings.port).parse()?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    let grace = runtime.settings.shutdown_timeout;
-    let state = xsrouter::demo::demo_state(runtime).await?;
-    let server = tokio::spawn(server::serve(
-        listener,
-        state,
-        server::termination_signal(),
-        grace,
-    ));
-
-    println!("xsrouter demo");
-    println!("  router:        http://{local}/  (xs-app/xs-app.json)");
-    println!(
-        "  demo backend:  http://{}/  (destination `backend` from destinations/demo.json)",
-        backend.addr
-    );
-    println!("  try:  curl -i http://{local}/            # welcome file redirect");
-    println!("        curl -i http://{local}/index.html  # static page from xs-app/resources");
-    println!("        curl -i http://{local}/api/hello   # routed to the backend");
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let response = client
-        .get(format!("http://{local}/api/hello?from=demo"))
-        .send()
-        .await?;
-    println!("\nGET /api/hello?from=demo -> {}", response.status());
-    println!("{}", response.text().await?);
-    println!("Press Ctrl-C to stop.");
-    finish(server.await??)
+    let repo = xsrouter::demo::setup::example_root();
+    finish(xsrouter::demo::walkthrough::run(&repo, Environment::from_process()).await?)
 }

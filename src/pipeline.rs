@@ -11,17 +11,20 @@ use axum::response::Response;
 use http::{HeaderValue, header};
 
 use crate::auth::{self, Auth, Caller, protection};
+use crate::client_timeouts;
 use crate::config::Runtime;
+use crate::destination_service::{DestinationService, LookupCachePolicy, ServiceDestination};
 use crate::inbound::{self, listener::TlsConnection};
 use crate::proxy::Forward;
 use crate::rejection::Rejection;
-use crate::routing::{self, Lookup, RouteMatch, RouteTo, request_path};
+use crate::routing::{self, DestinationRef, Lookup, RouteMatch, RouteTo, request_path};
 use crate::static_files::{self, StaticRequest};
 use crate::telemetry::metrics::{Gauges, Metrics};
 use crate::telemetry::{self, RouteInfo};
 use crate::tokens::destination::{DestinationTokenError, DestinationTokens};
 use crate::tokens::{CachePolicy, TokenError, TokenService};
 use crate::upstream::Upstreams;
+use crate::websocket;
 
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 
@@ -35,6 +38,8 @@ struct Shared {
     runtime: Arc<Runtime>,
     upstreams: Upstreams,
     tokens: Arc<DestinationTokens>,
+    /// The bound Destination service, for names the `destinations` variable lacks.
+    destination_service: Option<DestinationService>,
     auth: Auth,
     metrics: Metrics,
 }
@@ -48,6 +53,8 @@ pub enum StartError {
     TokenService(#[from] TokenError),
     #[error(transparent)]
     Tokens(#[from] DestinationTokenError),
+    #[error(transparent)]
+    DestinationService(#[from] crate::destination_service::lookup::LookupBuildError),
     #[error("login: {0}")]
     Login(#[from] crate::tokens::endpoint::EndpointError),
     #[error(transparent)]
@@ -67,12 +74,27 @@ impl AppState {
         let service = Arc::new(service);
         let (store, expired) = auth::session::store_for(&runtime).await?;
         let auth = Auth::build(&runtime, service.clone(), service.plain_client(), store)?;
+        let destination_service = match &runtime.destination_service {
+            Some(binding) => Some(DestinationService::new(
+                binding,
+                upstreams.roots(),
+                upstreams.identities().clone(),
+                service.clone(),
+                LookupCachePolicy {
+                    ttl: runtime.settings.destination_cache_ttl,
+                    refresh_margin: runtime.settings.jwt_refresh,
+                    capacity: runtime.settings.token_cache_size,
+                },
+            )?),
+            None => None,
+        };
         let tokens = Arc::new(DestinationTokens::build(&runtime, service)?);
         let state = Self {
             inner: Arc::new(Shared {
                 runtime: Arc::new(runtime),
                 upstreams,
                 tokens,
+                destination_service,
                 auth,
                 metrics: Metrics::default(),
             }),
@@ -94,9 +116,17 @@ impl AppState {
         &self.inner.tokens
     }
 
+    /// The counters the HTTPS listener records client-certificate verification results in.
+    pub fn client_cert_counters(
+        &self,
+    ) -> &Arc<crate::inbound::verify_result::VerificationCounters> {
+        &self.inner.metrics.client_certificates
+    }
+
     /// The metrics in the Prometheus text format.
-    pub fn render_metrics(&self) -> String {
+    pub async fn render_metrics(&self) -> String {
         use std::sync::atomic::Ordering;
+        let active_sessions = self.inner.auth.active_sessions().await;
         let stats = &self.inner.tokens.service().stats;
         let now = crate::identity::rotation::now_unix();
         let identities = self.inner.upstreams.identities();
@@ -116,6 +146,7 @@ impl AppState {
             token_fetches: stats.fetches.load(Ordering::Relaxed),
             token_failures: stats.failures.load(Ordering::Relaxed),
             certificate_expiry,
+            active_sessions,
         })
     }
 
@@ -169,19 +200,39 @@ pub async fn handle(
         .runtime()
         .compression
         .negotiate(&method, request.headers());
+    let idle_exemption = request
+        .extensions()
+        .get::<client_timeouts::IdleExemption>()
+        .cloned();
+    // INCOMING_REQUEST_TIMEOUT: the body must arrive in time, else 408.
+    let body_timed_out = match state.runtime().settings.incoming_request_timeout {
+        Some(timeout) => {
+            let body = std::mem::take(request.body_mut());
+            let (body, timed_out) = client_timeouts::RequestDeadline::wrap(
+                body,
+                timeout,
+                tokio::time::Instant::from_std(started),
+            );
+            *request.body_mut() = body;
+            timed_out
+        }
+        None => None,
+    };
     // Backends see the same id (approuter's header name).
     request
         .headers_mut()
         .insert(telemetry::CORRELATION_ID, correlation.clone());
-    // No front proxy is trusted yet: a client-certificate header from the client is never
-    // believed, and destinations only get the ones the router builds itself.
-    let stripped = inbound::strip_client_cert_headers(request.headers_mut());
-    if stripped > 0 {
-        tracing::debug!(
-            stripped,
-            "removed client-certificate headers sent by the client"
-        );
-    }
+    // The request's client certificate: from the router's own handshake, or from a trusted
+    // proxy's header. Every client-certificate header is stripped here; destinations only get
+    // the ones the router builds itself.
+    let (mut parts, body) = request.into_parts();
+    let client = inbound::EffectiveClientCert::resolve(
+        state.runtime().trusted_proxies.as_ref(),
+        peer.ip(),
+        parts.extensions.get::<TlsConnection>(),
+        &mut parts.headers,
+    );
+    let mut request = Request::from_parts(parts, body);
     if request.extensions().get::<TlsConnection>().is_some()
         && !request.headers().contains_key(X_FORWARDED_PROTO)
     {
@@ -196,14 +247,28 @@ pub async fn handle(
         .cors
         .evaluate(request.method(), request.uri(), request.headers())
         .split();
-    let routed = match cors_answer {
-        Some(answer) => answer,
-        None => route_request(&state, peer, request).await,
+    let routed = match (cors_answer, &client) {
+        (Some(answer), _) => answer,
+        (None, Ok(client)) => route_request(&state, peer, request, client).await,
+        (None, Err(err)) => {
+            tracing::info!(%peer, error = %err, "malformed client certificate from a trusted proxy");
+            Err(Rejection::BadRequest(
+                "Bad Request: malformed forwarded client certificate",
+            ))
+        }
     };
     let mut response = match routed {
         Ok(response) => response,
         Err(rejection) => rejection.into_response(),
     };
+    if body_timed_out.is_some_and(|t| t.is_set()) {
+        response = client_timeouts::request_timeout_response();
+    }
+    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        && let Some(exemption) = &idle_exemption
+    {
+        exemption.exempt();
+    }
     response = state.runtime().error_pages.apply(&path, response);
     if let Some(cors) = cors_headers {
         cors.apply(response.headers_mut());
@@ -249,11 +314,19 @@ async fn route_request(
     state: &AppState,
     peer: SocketAddr,
     request: Request,
+    client: &inbound::EffectiveClientCert,
 ) -> Result<Response, Rejection> {
     let runtime = state.runtime();
+    crate::limits::check(&runtime.settings.limits, &request)?;
+    crate::host_header::check(request.version(), request.headers())?;
     let uri = request.uri();
     request_path::check(uri.path())
         .map_err(|_| Rejection::BadRequest("Bad Request: invalid path"))?;
+    let upgrade = websocket::is_upgrade(request.method(), request.version(), request.headers());
+    if upgrade {
+        let over_tls = request.extensions().get::<TlsConnection>().is_some();
+        runtime.websockets.admit(request.headers(), over_tls)?;
+    }
     let auth = &state.inner.auth;
     if auth.is_callback(uri.path()) {
         return Ok(auth.callback(uri, request.headers()).await);
@@ -287,6 +360,13 @@ async fn route_request(
             return Err(Rejection::NotFound("Not Found"));
         }
     };
+    // The route's client-certificate rule comes before login: no certificate, no redirect.
+    if let Some(rule) = &found.route.client_certificate
+        && let Err(refusal) = rule.check(client)
+    {
+        tracing::debug!(route = found.route.position, status = %client.status(), "client certificate refused by the route");
+        return Err(Rejection::Forbidden(refusal.reason()));
+    }
     let caller = match found.route.authentication {
         None => None,
         Some(kind) => {
@@ -305,6 +385,10 @@ async fn route_request(
                 .await
             {
                 Ok(caller) => Some(caller),
+                // A WebSocket client cannot follow a login redirect: it needs a session.
+                Err(response) if upgrade && response.status().is_redirection() => {
+                    return Err(Rejection::Unauthorized("Unauthorized"));
+                }
                 Err(response) => return Ok(response),
             }
         }
@@ -347,7 +431,7 @@ async fn route_request(
             .and_then(|name| runtime.destination(name))
             .map(|d| d.metric_name.clone()),
     };
-    let mut response = dispatch(state, peer, found, request, caller.as_ref())
+    let mut response = dispatch(state, peer, found, request, caller.as_ref(), client)
         .await
         .unwrap_or_else(Rejection::into_response);
     response.extensions_mut().insert(info);
@@ -365,9 +449,15 @@ async fn dispatch(
     found: RouteMatch<'_>,
     request: Request,
     caller: Option<&Caller>,
+    client_cert: &inbound::EffectiveClientCert,
 ) -> Result<Response, Rejection> {
     let runtime = state.runtime();
+    // Admitted in `route_request` (websockets enabled, origin allowed).
+    let upgrade = websocket::is_upgrade(request.method(), request.version(), request.headers());
     match &found.route.to {
+        RouteTo::LocalDir(_) if upgrade => Err(Rejection::NotFound(
+            "Not Found: websockets need a destination route",
+        )),
         RouteTo::LocalDir(root) => {
             let (parts, _body) = request.into_parts();
             Ok(static_files::serve(StaticRequest {
@@ -378,32 +468,62 @@ async fn dispatch(
                 method: &parts.method,
                 headers: &parts.headers,
                 cache_control: found.route.cache_control.as_ref(),
+                replace: found
+                    .route
+                    .position
+                    .and_then(|i| runtime.replacements.get(&i))
+                    .map(|r| r.as_ref()),
             })
             .await)
         }
         RouteTo::Destination(_) => {
             let name = found.destination.as_deref().unwrap_or_default();
-            let client = state
-                .inner
-                .upstreams
-                .client(name, found.route.authentication);
-            let (Some(destination), Some(client)) = (runtime.destination(name), client) else {
-                tracing::debug!(destination = %name, "no such destination");
-                return Err(Rejection::NotFound("Not Found: unknown destination"));
+            let user = caller.map(|c| &c.token);
+            // The `destinations` variable wins; other names go to the Destination service.
+            let configured = runtime.destination(name).zip(
+                state
+                    .inner
+                    .upstreams
+                    .client(name, found.route.authentication),
+            );
+            let from_service = match configured {
+                Some(_) => None,
+                None => Some(service_destination(state, &found, name, user).await?),
             };
-            let authorization = state
-                .inner
-                .tokens
-                .authorization(destination, caller.map(|c| &c.token))
-                .await
-                .map_err(|err| token_rejection(destination, &err))?;
-            let (parts, body) = request.into_parts();
+            let (destination, client, service_authorization) = match (configured, &from_service) {
+                (Some((destination, client)), _) => (destination.as_ref(), client, None),
+                (None, Some(looked_up)) => {
+                    let client = looked_up.client(found.route.authentication).ok_or(
+                        Rejection::BadGateway("Bad Gateway: the destination is not usable"),
+                    )?;
+                    let authorization = looked_up.authorization().cloned();
+                    (&looked_up.destination, client, authorization)
+                }
+                (None, None) => return Err(Rejection::NotFound("Not Found: unknown destination")),
+            };
+            let authorization = match service_authorization {
+                Some(authorization) => Some(authorization),
+                None => state
+                    .inner
+                    .tokens
+                    .authorization(destination, user)
+                    .await
+                    .map_err(|err| token_rejection(destination, &err))?,
+            };
+            let (mut parts, body) = request.into_parts();
+            if let Some(looked_up) = &from_service {
+                looked_up.add_headers(&mut parts.headers);
+            }
+            let body = crate::limits::limit_body(body, runtime.settings.limits.max_body_size);
             let tls = parts.extensions.get::<TlsConnection>();
             let scheme = if tls.is_some() { "https" } else { "http" };
-            let client_cert_headers = tls
-                .and_then(|tls| tls.client_certificate.as_deref())
-                .map(|certificate| client_cert_headers(runtime, certificate))
-                .unwrap_or_default();
+            // Certificate headers (including a `NONE` status) go out for requests over the
+            // router's TLS or from a trusted proxy; plain requests from others get none.
+            let client_cert_headers = if tls.is_some() || client_cert.via_trusted_proxy() {
+                client_cert_headers(runtime, client_cert)
+            } else {
+                Vec::new()
+            };
             let session = caller.and_then(|c| c.session.as_ref());
             let keep_cookies = session.is_some() && !found.route.backend_cookies_to_browser;
             let backend_cookies = session
@@ -411,7 +531,7 @@ async fn dispatch(
                 .and_then(|s| s.backend_cookies.get(name))
                 .and_then(auth::backend_cookies::cookie_header);
             let upstream_started = Instant::now();
-            let response = Forward {
+            let forward = Forward {
                 destination,
                 client,
                 url: &found.url,
@@ -422,9 +542,11 @@ async fn dispatch(
                 authorization,
                 backend_cookies,
                 client_cert_headers,
-            }
-            .send(parts, body)
-            .await;
+            };
+            let response = match client.websocket().filter(|_| upgrade) {
+                Some(websocket) => forward.upgrade(parts, websocket).await,
+                None => forward.send(parts, body).await,
+            };
             state
                 .inner
                 .metrics
@@ -442,27 +564,28 @@ async fn dispatch(
     }
 }
 
-/// The client-certificate headers for destinations, built from the certificate verified in the
-/// router's own TLS handshake in the configured profiles. If they cannot be built (over the size
-/// budget), none are sent: the destination sees no certificate rather than a partial one.
+/// The client-certificate headers for destinations, built from the request's effective client
+/// certificate (the router's own handshake, or a trusted proxy's forwarded one) and its
+/// verification result (`SUCCESS`, `FAILED:<reason>`, `NONE`) in the configured profiles. If
+/// they cannot be built (over the size budget), none are sent: the destination sees no
+/// certificate rather than a partial one.
 fn client_cert_headers(
     runtime: &Runtime,
-    certificate: &inbound::ClientCertificate,
+    client: &inbound::EffectiveClientCert,
 ) -> Vec<(http::HeaderName, HeaderValue)> {
+    let certificate = client.certificate();
     let context = inbound::EmitContext {
-        certificate: Some(certificate),
-        verification: inbound::Verification::Success,
-        incoming_xfcc: None,
+        certificate,
+        verification: client.verification().clone(),
+        connection_certificate: client.connection_certificate(),
+        incoming_xfcc: client.incoming_xfcc(),
         now: crate::identity::rotation::now_unix(),
     };
-    match inbound::emit(
-        &runtime.inbound_tls.forward_profiles,
-        &context,
-        &inbound::EmitOptions::default(),
-    ) {
+    let outgoing = &runtime.client_cert_headers;
+    match inbound::emit(&outgoing.profiles, &context, &outgoing.options) {
         Ok(emitted) => emitted.headers,
         Err(err) => {
-            tracing::warn!(error = %err, subject = certificate.subject(), "client-certificate headers not sent");
+            tracing::warn!(error = %err, subject = certificate.map(|c| c.subject()), "client-certificate headers not sent");
             Vec::new()
         }
     }
@@ -508,6 +631,33 @@ async fn logout_backends(state: AppState, token: crate::secret::Secret) {
             Err(err) => tracing::warn!(destination = %name, error = %err, "backend logout failed"),
         }
     }
+}
+
+/// A destination the `destinations` variable does not define, from the Destination service
+/// (`$n` and `*` routes only reach destinations marked `HTML5.DynamicDestination`).
+async fn service_destination(
+    state: &AppState,
+    found: &RouteMatch<'_>,
+    name: &str,
+    user: Option<&crate::secret::Secret>,
+) -> Result<Arc<ServiceDestination>, Rejection> {
+    let Some(service) = &state.inner.destination_service else {
+        tracing::debug!(destination = %name, "no such destination");
+        return Err(Rejection::NotFound("Not Found: unknown destination"));
+    };
+    let dynamic = !matches!(
+        found.route.to,
+        RouteTo::Destination(DestinationRef::Named(_))
+    );
+    service.resolve(name, dynamic, user).await.map_err(|err| {
+        let rejection = err.rejection();
+        if rejection.status().is_server_error() {
+            tracing::warn!(destination = %name, error = %err, "Destination service destination not served");
+        } else {
+            tracing::debug!(destination = %name, error = %err, "Destination service destination not served");
+        }
+        rejection
+    })
 }
 
 /// No token, no request: 401 when a user is needed, 502 when the token service failed.

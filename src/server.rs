@@ -36,8 +36,7 @@ pub async fn serve(
 ) -> std::io::Result<Stopped> {
     let tls = &state.runtime().inbound_tls;
     if tls.server.is_some() {
-        let config = crate::inbound::listener::server_config(tls).map_err(std::io::Error::other)?;
-        return crate::inbound::listener::serve(listener, state, config, shutdown, grace).await;
+        return serve_tls(listener, state, shutdown, grace).await;
     }
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
@@ -61,6 +60,30 @@ pub async fn serve(
         Ok(result) => result.map(|()| Stopped::Drained),
         Err(_) => Ok(Stopped::GraceExpired),
     }
+}
+
+/// The HTTPS listener, with its TLS files re-read on the credentials poll interval and SIGHUP.
+async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<Stopped> {
+    use crate::inbound::{listener as tls_listener, reload};
+    let counters = state.client_cert_counters().clone();
+    let live =
+        reload::LiveTls::new(&state.runtime().inbound_tls, counters.clone()).map_err(|errors| {
+            let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            std::io::Error::other(reasons.join("; "))
+        })?;
+    let live = std::sync::Arc::new(live);
+    let watcher = tokio::spawn(reload::watch(
+        live.clone(),
+        state.runtime().settings.credentials_poll_interval,
+    ));
+    let stopped = tls_listener::serve(listener, state, live, counters, shutdown, grace).await;
+    watcher.abort();
+    stopped
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -149,6 +149,7 @@ fn context(cert: &ClientCertificate) -> EmitContext<'_> {
     EmitContext {
         certificate: Some(cert),
         verification: Verification::Success,
+        connection_certificate: Some(cert),
         incoming_xfcc: None,
         now: NOW,
     }
@@ -310,6 +311,7 @@ fn envoy_modes_against_incoming_xfcc() {
         let context = EmitContext {
             certificate: cert,
             verification: Verification::Success,
+            connection_certificate: cert,
             incoming_xfcc: Some(incoming),
             now: NOW,
         };
@@ -345,6 +347,52 @@ fn envoy_modes_against_incoming_xfcc() {
     assert_eq!(
         run(XfccMode::AlwaysForwardOnly, None),
         xfcc(incoming.into())
+    );
+}
+
+/// Behind a trusted mTLS proxy the effective certificate (the forwarded client's) and the
+/// connection's certificate (the proxy's) differ: `sanitize_set` describes the client, Envoy's
+/// forwarding modes describe the connection, as Envoy describes its peer.
+#[test]
+fn forwarding_modes_describe_the_connection() {
+    let f = fixture();
+    let ca = ca();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "edge-proxy");
+    let proxy_der = leaf_der(&ca, dn, Vec::new());
+    let proxy = ClientCertificate::from_der(proxy_der.clone(), Vec::new()).expect("proxy");
+    let bare = XfccFields {
+        subject: false,
+        uri: false,
+        dns: false,
+        ..XfccFields::default()
+    };
+    let incoming = format!("Hash={}", sha256_hex(&f.leaf));
+    let context = EmitContext {
+        connection_certificate: Some(&proxy),
+        incoming_xfcc: Some(&incoming),
+        ..context(&f.cert)
+    };
+    let xfcc = |v: String| expect(&[("x-forwarded-client-cert", v)]);
+    assert_eq!(
+        emitted(envoy(XfccMode::SanitizeSet, bare.clone()), &context),
+        xfcc(format!("Hash={}", sha256_hex(&f.leaf)))
+    );
+    assert_eq!(
+        emitted(envoy(XfccMode::AppendForward, bare.clone()), &context),
+        xfcc(format!("{incoming},Hash={}", sha256_hex(&proxy_der)))
+    );
+    // No verified connection certificate (a plain-HTTP proxy): the forwarding modes send nothing.
+    let plain = EmitContext {
+        connection_certificate: None,
+        ..context.clone()
+    };
+    for mode in [XfccMode::AppendForward, XfccMode::ForwardOnly] {
+        assert_eq!(emitted(envoy(mode, bare.clone()), &plain), [], "{mode:?}");
+    }
+    assert_eq!(
+        emitted(envoy(XfccMode::AlwaysForwardOnly, bare.clone()), &plain),
+        xfcc(incoming.clone())
     );
 }
 

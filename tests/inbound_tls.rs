@@ -2,7 +2,9 @@
 //! listener (`XSROUTER_TLS_CERT`/`XSROUTER_TLS_KEY`), real rustls clients with and without
 //! client certificates from rcgen PKIs, and the echo upstream reporting which client-certificate
 //! headers the destination received. Also: spoofed client-certificate headers are removed on
-//! both listeners, and bad settings are reported per variable.
+//! both listeners, bad settings are reported per variable, the TLS files reload while the
+//! router runs, CRLs (revoked, expired, unknown status), issuer pinning, chain depth,
+//! permissive mode results reaching the backend, per-SNI sites with 421, and the counters.
 
 mod support;
 
@@ -12,7 +14,7 @@ use base64::Engine as _;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use support::pki::{KeyForm, Leaf, Pki};
+use support::pki::{CrlValidity, KeyForm, Leaf, Pki};
 use support::upstream::{self, Upstream};
 use support::{Router, WorkDir};
 
@@ -86,9 +88,30 @@ fn tls_client(
     identity: Option<(&Pki, &Leaf)>,
 ) -> reqwest::Client {
     let config = support::pki::tls_client_config(server_pki, identity);
+    build_client(config, router.addr, "localhost")
+}
+
+/// A rustls client for `host` (resolved to `addr`, sent as SNI), HTTP/1.1 only so that a
+/// `Host` header can differ from the SNI.
+fn client_for(
+    addr: std::net::SocketAddr,
+    server_pki: &Pki,
+    identity: Option<(&Pki, &Leaf)>,
+    host: &str,
+) -> reqwest::Client {
+    let mut config = support::pki::tls_client_config(server_pki, identity);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    build_client(config, addr, host)
+}
+
+fn build_client(
+    config: rustls::ClientConfig,
+    addr: std::net::SocketAddr,
+    host: &str,
+) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
-        .resolve("localhost", router.addr)
+        .resolve(host, addr)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -369,7 +392,8 @@ async fn bad_tls_settings_stop_the_start_with_their_variable() {
     )
     .await;
     assert!(
-        text.contains("env XSROUTER_TLS_CERT: $: server certificate and key"),
+        text.contains("env XSROUTER_TLS_CERT (")
+            && text.contains("server.pem): $: server certificate and key"),
         "{text}"
     );
 
@@ -382,5 +406,472 @@ async fn bad_tls_settings_stop_the_start_with_their_variable() {
     assert!(
         text.contains("env XSROUTER_TLS_KEY: $: is not set, but XSROUTER_TLS_CERT is"),
         "{text}"
+    );
+}
+
+/// Whether a fresh connection as `identity` gets a 200 from the backend route.
+async fn accepted(setup: &Setup, router: &Router, identity: Option<(&Pki, &Leaf)>) -> bool {
+    let client = tls_client(router, &setup.server_pki, identity);
+    matches!(
+        client.get(https(router, "/be/hello")).send().await,
+        Ok(response) if response.status() == 200
+    )
+}
+
+/// Polls `check` for up to 8 s (the router re-reads its files every second in these tests).
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..40 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+const FAST_RELOAD: (&str, &str) = ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "1");
+
+fn fast_reload() -> (&'static str, String) {
+    (FAST_RELOAD.0, FAST_RELOAD.1.to_owned())
+}
+
+#[tokio::test]
+async fn replaced_server_files_are_served_without_restart_and_a_broken_file_keeps_the_old_ones() {
+    let setup = setup().await;
+    let router = setup.router("off", &[fast_reload()]).await;
+    let url = https(&router, "/be/hello");
+    let old_trust = tls_client(&router, &setup.server_pki, None);
+    assert_eq!(old_trust.get(&url).send().await.expect("old").status(), 200);
+
+    // A new server certificate from another CA, written in place.
+    let new_pki = Pki::new("renewed");
+    let (chain, key) = new_pki.server();
+    setup.dir.file("tls/server.pem", chain);
+    setup.dir.file("tls/server.key", key);
+    let served_new = eventually(|| async {
+        let client = tls_client(&router, &new_pki, None);
+        matches!(client.get(&url).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert!(served_new, "the renewed certificate was not served");
+    let old = tls_client(&router, &setup.server_pki, None);
+    assert!(
+        old.get(&url).send().await.is_err(),
+        "the replaced certificate is still served"
+    );
+
+    // A broken certificate file: the renewed certificate stays in use.
+    setup.dir.file(
+        "tls/server.pem",
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let client = tls_client(&router, &new_pki, None);
+    assert_eq!(
+        client.get(&url).send().await.expect("kept").status(),
+        200,
+        "a broken file replaced the working certificate"
+    );
+}
+
+#[tokio::test]
+async fn revoked_certificates_are_refused_and_crls_reload() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    let bob = setup.client_pki.client("bob", KeyForm::EcPkcs8);
+    setup.dir.file(
+        "tls/root.crl",
+        setup.client_pki.intermediate_crl(CrlValidity::Current),
+    );
+    setup.dir.file(
+        "tls/leaves.crl",
+        setup.client_pki.leaf_crl(&[&bob], CrlValidity::Current),
+    );
+    let crls = format!(
+        "{}:{}",
+        setup.path("tls/root.crl"),
+        setup.path("tls/leaves.crl")
+    );
+    let router = setup
+        .router("require", &[("XSROUTER_CLIENT_CRL", crls), fast_reload()])
+        .await;
+    assert!(accepted(&setup, &router, Some((&setup.client_pki, &alice))).await);
+    assert!(
+        !accepted(&setup, &router, Some((&setup.client_pki, &bob))).await,
+        "a revoked certificate was accepted"
+    );
+
+    // Alice is revoked while the router runs.
+    setup.dir.file(
+        "tls/leaves.crl",
+        setup
+            .client_pki
+            .leaf_crl(&[&bob, &alice], CrlValidity::Current),
+    );
+    let refused = eventually(|| async {
+        !accepted(&setup, &router, Some((&setup.client_pki, &alice))).await
+    })
+    .await;
+    assert!(refused, "the reloaded CRL was not applied");
+}
+
+#[tokio::test]
+async fn an_expired_crl_is_refused_unless_expiration_is_not_enforced() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    setup.dir.file(
+        "tls/crls.pem",
+        format!(
+            "{}{}",
+            setup.client_pki.intermediate_crl(CrlValidity::Current),
+            setup.client_pki.leaf_crl(&[], CrlValidity::Expired)
+        ),
+    );
+    let crl = ("XSROUTER_CLIENT_CRL", setup.path("tls/crls.pem"));
+    let strict = setup.router("require", &[crl.clone()]).await;
+    assert!(
+        !accepted(&setup, &strict, Some((&setup.client_pki, &alice))).await,
+        "a certificate was accepted on an expired CRL"
+    );
+    let lenient = setup
+        .router(
+            "require",
+            &[
+                crl,
+                ("XSROUTER_CLIENT_CRL_ENFORCE_EXPIRATION", "false".to_owned()),
+            ],
+        )
+        .await;
+    assert!(accepted(&setup, &lenient, Some((&setup.client_pki, &alice))).await);
+}
+
+#[tokio::test]
+async fn unknown_revocation_status_is_refused_unless_allowed_or_only_leaves_are_checked() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    // Only the intermediate's CRL: nothing says whether the intermediate itself is revoked.
+    setup.dir.file(
+        "tls/leaves.crl",
+        setup.client_pki.leaf_crl(&[], CrlValidity::Current),
+    );
+    let crl = ("XSROUTER_CLIENT_CRL", setup.path("tls/leaves.crl"));
+    let strict = setup.router("require", &[crl.clone()]).await;
+    assert!(
+        !accepted(&setup, &strict, Some((&setup.client_pki, &alice))).await,
+        "a certificate of unknown revocation status was accepted"
+    );
+    let leaf_only = setup
+        .router(
+            "require",
+            &[
+                crl.clone(),
+                ("XSROUTER_CLIENT_CRL_SCOPE", "leaf".to_owned()),
+            ],
+        )
+        .await;
+    assert!(accepted(&setup, &leaf_only, Some((&setup.client_pki, &alice))).await);
+    let allowed = setup
+        .router(
+            "require",
+            &[
+                crl,
+                (
+                    "XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS",
+                    "true".to_owned(),
+                ),
+            ],
+        )
+        .await;
+    assert!(accepted(&setup, &allowed, Some((&setup.client_pki, &alice))).await);
+}
+
+#[tokio::test]
+async fn pinned_issuers_refuse_another_ca_of_the_same_bundle() {
+    let setup = setup().await;
+    let partner = Pki::new("partner");
+    setup.dir.file(
+        "tls/both.pem",
+        format!("{}{}", setup.client_pki.root_pem(), partner.root_pem()),
+    );
+    setup
+        .dir
+        .file("tls/pinned.pem", setup.client_pki.intermediate_pem());
+    let router = setup
+        .router(
+            "require",
+            &[
+                ("XSROUTER_CLIENT_CA", setup.path("tls/both.pem")),
+                ("XSROUTER_CLIENT_ISSUERS", setup.path("tls/pinned.pem")),
+            ],
+        )
+        .await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    let carol = partner.client("carol", KeyForm::EcPkcs8);
+    assert!(accepted(&setup, &router, Some((&setup.client_pki, &alice))).await);
+    assert!(
+        !accepted(&setup, &router, Some((&partner, &carol))).await,
+        "a certificate from a CA that is trusted but not pinned was accepted"
+    );
+
+    // Without pinning the same bundle trusts both.
+    let unpinned = setup
+        .router(
+            "require",
+            &[("XSROUTER_CLIENT_CA", setup.path("tls/both.pem"))],
+        )
+        .await;
+    assert!(accepted(&setup, &unpinned, Some((&partner, &carol))).await);
+}
+
+#[tokio::test]
+async fn chain_depth_limits_the_ca_certificates_above_the_leaf() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    // Leaf → intermediate → root: two CA certificates above the leaf.
+    let shallow = setup
+        .router(
+            "require",
+            &[("XSROUTER_CLIENT_CHAIN_DEPTH", "1".to_owned())],
+        )
+        .await;
+    assert!(
+        !accepted(&setup, &shallow, Some((&setup.client_pki, &alice))).await,
+        "a chain deeper than the limit was accepted"
+    );
+    let enough = setup
+        .router(
+            "require",
+            &[("XSROUTER_CLIENT_CHAIN_DEPTH", "2".to_owned())],
+        )
+        .await;
+    assert!(accepted(&setup, &enough, Some((&setup.client_pki, &alice))).await);
+}
+
+#[tokio::test]
+async fn a_bundle_without_a_root_stops_the_start() {
+    let setup = setup().await;
+    setup.dir.file(
+        "tls/intermediate-only.pem",
+        setup.client_pki.intermediate_pem(),
+    );
+    let text = start_error(
+        &setup.dir,
+        &setup.env(
+            "require",
+            &[(
+                "XSROUTER_CLIENT_CA",
+                setup.path("tls/intermediate-only.pem"),
+            )],
+        ),
+    )
+    .await;
+    assert!(
+        text.contains("env XSROUTER_CLIENT_CA (")
+            && text.contains("intermediate-only.pem): $: holds no root (self-signed) certificate"),
+        "{text}"
+    );
+    setup.dir.file(
+        "tls/broken.crl",
+        "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    );
+    let text = start_error(
+        &setup.dir,
+        &setup.env(
+            "require",
+            &[("XSROUTER_CLIENT_CRL", setup.path("tls/broken.crl"))],
+        ),
+    )
+    .await;
+    assert!(
+        text.contains("env XSROUTER_CLIENT_CRL (")
+            && text.contains("broken.crl): $: not a valid CRL"),
+        "{text}"
+    );
+}
+
+/// A router whose state the test keeps (for the metrics).
+async fn router_with_state(
+    dir: &WorkDir,
+    env: &[(&'static str, String)],
+) -> (
+    std::net::SocketAddr,
+    xsrouter::pipeline::AppState,
+    tokio::task::JoinHandle<std::io::Result<xsrouter::server::Stopped>>,
+) {
+    xsrouter::install_crypto_provider();
+    let runtime = support::load_runtime(dir.path(), env).expect("runtime");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = xsrouter::pipeline::AppState::build(runtime)
+        .await
+        .expect("state");
+    let task = tokio::spawn(xsrouter::server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    (addr, state, task)
+}
+
+#[tokio::test]
+async fn permissive_mode_passes_success_failed_and_none_to_the_backend_and_counts_them() {
+    let setup = setup().await;
+    let env = setup.env(
+        "optional",
+        &[
+            ("XSROUTER_CLIENT_CERT_PERMISSIVE", "true".to_owned()),
+            (
+                "XSROUTER_CLIENT_CERT_HEADERS",
+                "nginx, azure-appgw".to_owned(),
+            ),
+        ],
+    );
+    let (addr, state, task) = router_with_state(&setup.dir, &env).await;
+    let url = format!("https://localhost:{}/be/hello", addr.port());
+    let verify = |headers: &Value| {
+        (
+            header(headers, "ssl-client-verify").map(|v| v.join(",")),
+            header(headers, "x-client-certificate-verification").map(|v| v.join(",")),
+        )
+    };
+
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    let client = client_for(
+        addr,
+        &setup.server_pki,
+        Some((&setup.client_pki, &alice)),
+        "localhost",
+    );
+    let headers = backend_headers(&client, &url)
+        .await
+        .expect("valid certificate");
+    assert_eq!(
+        verify(&headers),
+        (Some("SUCCESS".to_owned()), Some("SUCCESS".to_owned()))
+    );
+    assert_eq!(
+        header(&headers, "ssl-client-s-dn"),
+        Some(vec!["CN=alice,O=xsrouter tests"])
+    );
+
+    let stranger_pki = Pki::new("stranger");
+    let mallory = stranger_pki.client("mallory", KeyForm::EcPkcs8);
+    let client = client_for(
+        addr,
+        &setup.server_pki,
+        Some((&stranger_pki, &mallory)),
+        "localhost",
+    );
+    let headers = backend_headers(&client, &url)
+        .await
+        .expect("a failing certificate is accepted in permissive mode");
+    let failed = "FAILED:unable to get local issuer certificate".to_owned();
+    assert_eq!(verify(&headers), (Some(failed.clone()), Some(failed)));
+    // Details of an unverified certificate are not passed on.
+    assert_eq!(header(&headers, "ssl-client-s-dn"), None, "{headers}");
+    assert_eq!(header(&headers, "x-client-certificate"), None, "{headers}");
+
+    let client = client_for(addr, &setup.server_pki, None, "localhost");
+    let headers = backend_headers(&client, &url)
+        .await
+        .expect("no certificate");
+    assert_eq!(
+        verify(&headers),
+        (Some("NONE".to_owned()), Some("NONE".to_owned()))
+    );
+
+    // One handshake each (the metrics endpoint renders these counters).
+    let counted = state.client_cert_counters().snapshot();
+    for row in [
+        ("success", "", 1),
+        ("none", "", 1),
+        ("failed", "unknown_issuer", 1),
+        ("failed", "revoked", 0),
+    ] {
+        assert!(counted.contains(&row), "missing {row:?} in {counted:?}");
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn sni_selects_the_site_and_a_host_that_differs_gets_421() {
+    let setup = setup().await;
+    let secure_pki = Pki::new("secure");
+    let (chain, key) = secure_pki.server_for(&["secure.test"]);
+    setup.dir.file("tls/secure.pem", chain);
+    setup.dir.file("tls/secure.key", key);
+    let hosts = json!([{
+        "host": "secure.test",
+        "cert": setup.path("tls/secure.pem"),
+        "key": setup.path("tls/secure.key"),
+        "clientCertMode": "require",
+        "clientCa": [setup.path("tls/clients.pem")]
+    }]);
+    let router = setup
+        .router("off", &[("XSROUTER_TLS_HOSTS", hosts.to_string())])
+        .await;
+    let port = router.addr.port();
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+
+    // SNI secure.test: that site's certificate, and its client certificate is required.
+    let secure = client_for(
+        router.addr,
+        &secure_pki,
+        Some((&setup.client_pki, &alice)),
+        "secure.test",
+    );
+    let secure_url = format!("https://secure.test:{port}/be/hello");
+    let headers = backend_headers(&secure, &secure_url)
+        .await
+        .expect("secure site");
+    assert!(
+        header(&headers, "x-forwarded-client-cert").is_some(),
+        "{headers}"
+    );
+    let anonymous = client_for(router.addr, &secure_pki, None, "secure.test");
+    assert!(
+        anonymous.get(&secure_url).send().await.is_err(),
+        "the secure site served a client without a certificate"
+    );
+
+    // Same connection policy, another Host: 421.
+    let response = secure
+        .get(&secure_url)
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .expect("misdirected request");
+    assert_eq!(response.status(), 421);
+
+    // The default site (SNI localhost, no client certificates) serves localhost…
+    let plain = client_for(router.addr, &setup.server_pki, None, "localhost");
+    let plain_url = format!("https://localhost:{port}/be/hello");
+    assert_eq!(
+        plain
+            .get(&plain_url)
+            .send()
+            .await
+            .expect("default")
+            .status(),
+        200
+    );
+    // …but never the host that requires client certificates.
+    let response = plain
+        .get(&plain_url)
+        .header("host", format!("secure.test:{port}"))
+        .send()
+        .await
+        .expect("cross-site request");
+    assert_eq!(response.status(), 421);
+    assert_eq!(
+        setup.upstream.observed.paths.lock().expect("paths").len(),
+        2
     );
 }

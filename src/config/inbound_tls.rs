@@ -1,32 +1,76 @@
-//! The router's own HTTPS listener and inbound client certificates, from the environment:
+//! The router's own HTTPS listener and inbound client certificates, from the environment.
+//!
+//! The default site (every client, whatever its SNI, unless a host below matches):
 //!
 //! - `XSROUTER_TLS_CERT` / `XSROUTER_TLS_KEY`: PEM files with the server certificate chain (leaf
 //!   first) and its private key. When set, the main listener speaks HTTPS; otherwise plain HTTP.
 //! - `XSROUTER_CLIENT_CERT_MODE`: `off` (default), `optional` (a certificate is asked for; one
-//!   that is presented must verify) or `require` (no valid certificate, no connection).
-//! - `XSROUTER_CLIENT_CA`: PEM bundle files, separated by `:`, whose certificates are the trust
-//!   anchors for client certificates; required unless the mode is `off`.
+//!   that is presented must verify, unless permissive) or `require` (no valid certificate, no
+//!   connection).
+//! - `XSROUTER_CLIENT_CERT_PERMISSIVE` (`false`): with `optional`, a certificate that fails
+//!   verification is accepted too and passed on as `FAILED:<reason>`.
+//! - `XSROUTER_CLIENT_CA`: PEM bundle files, separated by `:`; each must contain a root (the trust
+//!   anchors); its other certificates help build paths. Required unless the mode is `off`.
+//! - `XSROUTER_CLIENT_ISSUERS`: PEM files (`:`) of the CAs allowed to issue client certificates
+//!   (exact certificate match on the verified path); unset: any CA of the bundles.
+//! - `XSROUTER_CLIENT_CHAIN_DEPTH`: most CA certificates above the leaf, the root included.
+//! - `XSROUTER_CLIENT_CRL`: CRL files (PEM or DER, `:`); `XSROUTER_CLIENT_CRL_SCOPE` `chain`
+//!   (default) or `leaf`; `XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS` (`false`: a certificate no
+//!   CRL covers is refused); `XSROUTER_CLIENT_CRL_ENFORCE_EXPIRATION` (`true`: a CRL past its
+//!   `nextUpdate` fails verification).
+//!
+//! - `XSROUTER_TLS_HOSTS`: more sites chosen by SNI, a JSON array of
+//!   `{"host": "a.example" | ["a.example", …], "cert", "key", "clientCertMode", "permissive",
+//!   "clientCa": [..], "allowedIssuers": [..], "maxChainDepth", "crl": [..], "crlScope",
+//!   "allowUnknownRevocationStatus", "enforceRevocationExpiration"}` (same meanings and defaults).
 //! - `XSROUTER_CLIENT_CERT_HEADERS`: comma list of the header profiles the destinations get for a
-//!   verified client certificate (default `envoy`): `envoy`, `cf`, `rfc9440`, `nginx`, `azion`,
+//!   client certificate (default `envoy`): `envoy`, `cf`, `rfc9440`, `nginx`, `azion`,
 //!   `azure-appgw`, `traefik`.
 //!
-//! Files are read and checked at start-up; every problem names its variable.
+//! Files are read and checked at start-up (every problem names its variable or JSON path) and
+//! re-read by the listener while it runs ([`crate::inbound::reload`]).
 
-use std::fmt;
 use std::path::PathBuf;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::environment::Environment;
-use super::problem::Problems;
+use super::problem::{Problems, deserialize_at, index};
+use crate::inbound::trust::{FileRole, MaterialError};
 use crate::inbound::{ForwardProfile, NginxFlavor, XfccFields, XfccMode};
 
 const TLS_CERT: &str = "XSROUTER_TLS_CERT";
 const TLS_KEY: &str = "XSROUTER_TLS_KEY";
 const CLIENT_CERT_MODE: &str = "XSROUTER_CLIENT_CERT_MODE";
+const CLIENT_CERT_PERMISSIVE: &str = "XSROUTER_CLIENT_CERT_PERMISSIVE";
 const CLIENT_CA: &str = "XSROUTER_CLIENT_CA";
+const CLIENT_ISSUERS: &str = "XSROUTER_CLIENT_ISSUERS";
+const CLIENT_CHAIN_DEPTH: &str = "XSROUTER_CLIENT_CHAIN_DEPTH";
+const CLIENT_CRL: &str = "XSROUTER_CLIENT_CRL";
+const CLIENT_CRL_SCOPE: &str = "XSROUTER_CLIENT_CRL_SCOPE";
+const CLIENT_CRL_ALLOW_UNKNOWN: &str = "XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS";
+const CLIENT_CRL_ENFORCE_EXPIRATION: &str = "XSROUTER_CLIENT_CRL_ENFORCE_EXPIRATION";
+const TLS_HOSTS: &str = "XSROUTER_TLS_HOSTS";
 const CLIENT_CERT_HEADERS: &str = "XSROUTER_CLIENT_CERT_HEADERS";
+
+/// Every variable this module reads.
+pub const ENV_KEYS: &[&str] = &[
+    TLS_CERT,
+    TLS_KEY,
+    CLIENT_CERT_MODE,
+    CLIENT_CERT_PERMISSIVE,
+    CLIENT_CA,
+    CLIENT_ISSUERS,
+    CLIENT_CHAIN_DEPTH,
+    CLIENT_CRL,
+    CLIENT_CRL_SCOPE,
+    CLIENT_CRL_ALLOW_UNKNOWN,
+    CLIENT_CRL_ENFORCE_EXPIRATION,
+    TLS_HOSTS,
+    CLIENT_CERT_HEADERS,
+];
 
 /// Whether the TLS listener asks for client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +79,7 @@ pub enum ClientCertMode {
     #[default]
     Off,
     /// A client certificate is asked for; without one the connection is still accepted, and
-    /// one that is presented must verify.
+    /// one that is presented must verify (unless permissive).
     Optional,
     /// A valid client certificate is required to connect.
     Require,
@@ -49,112 +93,269 @@ impl ClientCertMode {
             Self::Require => "require",
         }
     }
-}
 
-/// The server certificate chain and key of the HTTPS listener.
-pub struct ServerIdentity {
-    pub cert_path: PathBuf,
-    pub key_path: PathBuf,
-    /// Leaf first, then intermediates.
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl Clone for ServerIdentity {
-    fn clone(&self) -> Self {
-        Self {
-            cert_path: self.cert_path.clone(),
-            key_path: self.key_path.clone(),
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
+    fn parse(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "off" => Some(Self::Off),
+            "optional" => Some(Self::Optional),
+            "require" => Some(Self::Require),
+            _ => None,
         }
     }
 }
 
-impl fmt::Debug for ServerIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerIdentity")
-            .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
-            .field("chain", &self.chain.len())
-            .field("key", &"***")
-            .finish()
+/// Which certificates of a chain CRLs are checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrlScope {
+    /// Every certificate of the path except the trust anchor.
+    #[default]
+    Chain,
+    /// The client certificate only.
+    Leaf,
+}
+
+/// Revocation options; they matter only when CRL files are configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationPolicy {
+    pub scope: CrlScope,
+    /// Accept a certificate no configured CRL covers (default: refuse it).
+    pub allow_unknown_status: bool,
+    /// A CRL past its `nextUpdate` fails verification (default: yes).
+    pub enforce_expiration: bool,
+}
+
+impl Default for RevocationPolicy {
+    fn default() -> Self {
+        Self {
+            scope: CrlScope::Chain,
+            allow_unknown_status: false,
+            enforce_expiration: true,
+        }
     }
+}
+
+/// How one site verifies client certificates: the files are re-read on reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientAuth {
+    pub mode: ClientCertMode,
+    /// With `Optional`: a certificate that fails verification is accepted and marked failed.
+    pub permissive: bool,
+    pub ca_files: Vec<PathBuf>,
+    /// CAs allowed to issue client certificates (pinning); empty: any CA of the bundles.
+    pub allowed_issuer_files: Vec<PathBuf>,
+    pub crl_files: Vec<PathBuf>,
+    /// Most CA certificates above the leaf, the trust anchor included (nginx `ssl_verify_depth`).
+    pub max_chain_depth: Option<u8>,
+    pub revocation: RevocationPolicy,
+}
+
+/// One site of the HTTPS listener: a server certificate and its client-certificate policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSite {
+    /// SNI names (lowercase) this site serves; empty for the default site.
+    pub server_names: Vec<String>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_auth: ClientAuth,
 }
 
 /// Inbound TLS settings, validated.
 #[derive(Debug, Clone, Default)]
 pub struct InboundTls {
-    /// The HTTPS listener's identity; `None` keeps the listener on plain HTTP.
-    pub server: Option<ServerIdentity>,
+    /// The HTTPS listener's default site (`XSROUTER_TLS_*`, `XSROUTER_CLIENT_*`); `None` keeps
+    /// the listener on plain HTTP.
+    pub server: Option<TlsSite>,
+    /// The default site's client-certificate mode (`Off` without HTTPS).
     pub client_cert_mode: ClientCertMode,
-    /// Trust anchors for client certificates (every certificate of every bundle).
+    /// Every certificate of the default site's CA bundles as read at start-up (for verifying
+    /// certificates forwarded by trusted proxies; the listener re-reads its own files).
     pub client_cas: Vec<CertificateDer<'static>>,
-    /// Header profiles sent to destinations for a verified client certificate.
+    /// Sites chosen by SNI (`XSROUTER_TLS_HOSTS`).
+    pub sni_sites: Vec<TlsSite>,
+    /// Header profiles sent to destinations for a client certificate.
     pub forward_profiles: Vec<ForwardProfile>,
 }
 
 impl InboundTls {
     pub fn from_env(env: &Environment, problems: &mut Problems) -> Self {
-        let server = server_identity(env, problems);
-        let client_cert_mode = mode(env, problems);
-        let client_cas = match env.non_empty(CLIENT_CA) {
-            Some(paths) => client_cas(env, paths, problems),
+        let server = default_site(env, problems);
+        let sni_sites = match env.non_empty(TLS_HOSTS) {
+            Some(text) => sni_sites(env, text, problems),
             None => Vec::new(),
         };
-        if client_cert_mode != ClientCertMode::Off {
-            if env.non_empty(CLIENT_CA).is_none() {
-                problems.push(
-                    &env.origin(CLIENT_CERT_MODE),
-                    "$",
-                    format!(
-                        "mode `{}` needs {CLIENT_CA}: the CA bundles client certificates are verified against",
-                        client_cert_mode.as_str()
-                    ),
-                );
-            }
-            if env.non_empty(TLS_CERT).is_none() {
-                problems.push(
-                    &env.origin(CLIENT_CERT_MODE),
-                    "$",
-                    format!(
-                        "mode `{}` needs the HTTPS listener: set {TLS_CERT} and {TLS_KEY}",
-                        client_cert_mode.as_str()
-                    ),
-                );
-            }
+        if !sni_sites.is_empty() && server.is_none() {
+            problems.push(
+                &env.origin(TLS_HOSTS),
+                "$",
+                format!("needs the default site for clients without a matching SNI: set {TLS_CERT} and {TLS_KEY}"),
+            );
         }
         let forward_profiles = profiles(env, problems);
+        let client_cert_mode = server
+            .as_ref()
+            .map_or(ClientCertMode::Off, |site| site.client_auth.mode);
+        // The bundles are read even without HTTPS: trusted proxies verify against them.
+        let client_cas = paths(env, CLIENT_CA)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, file)| {
+                match crate::inbound::trust::read_certificates(FileRole::ClientCa(i), file) {
+                    Ok(certs) => Some(certs),
+                    Err(err) => {
+                        if server.is_none() {
+                            push_default_site_problem(env, &err, problems);
+                        }
+                        None
+                    }
+                }
+            })
+            .flatten()
+            .collect();
         let tls = Self {
             server,
             client_cert_mode,
             client_cas,
+            sni_sites,
             forward_profiles,
         };
-        // The rustls configuration is built once here so that a key that does not match its
-        // certificate, or an unusable CA, is reported at start-up.
-        if tls.server.is_some()
-            && (tls.client_cert_mode == ClientCertMode::Off || !tls.client_cas.is_empty())
-            && let Err(err) = crate::inbound::listener::server_config(&tls)
-        {
-            problems.push(&env.origin(TLS_CERT), "$", err.to_string());
+        // Every file is read and the rustls configurations built once here, so that a key that
+        // does not match its certificate, a bundle without a root or a broken CRL is reported
+        // at start-up.
+        if let Some(default) = &tls.server {
+            if let Err(err) =
+                crate::inbound::server_config::HostTls::build(default, &Default::default())
+            {
+                push_default_site_problem(env, &err, problems);
+            }
+        }
+        for (i, site) in tls.sni_sites.iter().enumerate() {
+            if let Err(err) =
+                crate::inbound::server_config::HostTls::build(site, &Default::default())
+            {
+                problems.push(
+                    &env.origin(TLS_HOSTS),
+                    site_file_path(i, err.role),
+                    format!("{}: {}", err.file.display(), err.reason),
+                );
+            }
         }
         tls
     }
+
+    /// Whether the main listener speaks HTTPS.
+    pub fn https(&self) -> bool {
+        self.server.is_some()
+    }
 }
 
-fn server_identity(env: &Environment, problems: &mut Problems) -> Option<ServerIdentity> {
+fn push_default_site_problem(env: &Environment, err: &MaterialError, problems: &mut Problems) {
+    let variable = match err.role {
+        FileRole::ServerCertificate => TLS_CERT,
+        FileRole::ServerKey => TLS_KEY,
+        FileRole::ClientCa(_) => CLIENT_CA,
+        FileRole::AllowedIssuer(_) => CLIENT_ISSUERS,
+        FileRole::Crl(_) => CLIENT_CRL,
+    };
+    problems.push(
+        &format!("{} ({})", env.origin(variable), err.file.display()),
+        "$",
+        err.reason.clone(),
+    );
+}
+
+/// The JSON path of a file of `XSROUTER_TLS_HOSTS` entry `i`.
+fn site_file_path(i: usize, role: FileRole) -> String {
+    let entry = index("$", i);
+    match role {
+        FileRole::ServerCertificate => format!("{entry}.cert"),
+        FileRole::ServerKey => format!("{entry}.key"),
+        FileRole::ClientCa(n) => format!("{entry}.clientCa[{n}]"),
+        FileRole::AllowedIssuer(n) => format!("{entry}.allowedIssuers[{n}]"),
+        FileRole::Crl(n) => format!("{entry}.crl[{n}]"),
+    }
+}
+
+fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
+    let mode = match env.non_empty(CLIENT_CERT_MODE) {
+        None => ClientCertMode::Off,
+        Some(value) => ClientCertMode::parse(value).unwrap_or_else(|| {
+            problems.push(
+                &env.origin(CLIENT_CERT_MODE),
+                "$",
+                format!("`{value}` is not a mode: use `off`, `optional` or `require`"),
+            );
+            ClientCertMode::Off
+        }),
+    };
+    let permissive = flag(env, CLIENT_CERT_PERMISSIVE, false, problems);
+    let ca_files = paths(env, CLIENT_CA);
+    let client_auth = ClientAuth {
+        mode,
+        permissive,
+        ca_files,
+        allowed_issuer_files: paths(env, CLIENT_ISSUERS),
+        crl_files: paths(env, CLIENT_CRL),
+        max_chain_depth: env.non_empty(CLIENT_CHAIN_DEPTH).and_then(|value| {
+            match value.trim().parse::<u8>() {
+                Ok(depth) if depth >= 1 => Some(depth),
+                _ => {
+                    problems.push(
+                        &env.origin(CLIENT_CHAIN_DEPTH),
+                        "$",
+                        format!("`{value}` is not a chain depth: use a whole number from 1 to 255"),
+                    );
+                    None
+                }
+            }
+        }),
+        revocation: RevocationPolicy {
+            scope: match env.non_empty(CLIENT_CRL_SCOPE) {
+                None => CrlScope::Chain,
+                Some(value) => crl_scope(value).unwrap_or_else(|| {
+                    problems.push(
+                        &env.origin(CLIENT_CRL_SCOPE),
+                        "$",
+                        format!("`{value}` is not a scope: use `chain` or `leaf`"),
+                    );
+                    CrlScope::Chain
+                }),
+            },
+            allow_unknown_status: flag(env, CLIENT_CRL_ALLOW_UNKNOWN, false, problems),
+            enforce_expiration: flag(env, CLIENT_CRL_ENFORCE_EXPIRATION, true, problems),
+        },
+    };
+    let mode_origin = env.origin(CLIENT_CERT_MODE);
+    for reason in client_auth_problems(&client_auth, CLIENT_CA, CLIENT_CERT_PERMISSIVE) {
+        problems.push(&mode_origin, "$", reason);
+    }
     let (cert, key) = (env.non_empty(TLS_CERT), env.non_empty(TLS_KEY));
-    let (cert_path, key_path) = match (cert, key) {
-        (None, None) => return None,
-        (Some(cert), Some(key)) => (cert, key),
+    match (cert, key) {
+        (None, None) => {
+            if mode != ClientCertMode::Off {
+                problems.push(
+                    &mode_origin,
+                    "$",
+                    format!(
+                        "mode `{}` needs the HTTPS listener: set {TLS_CERT} and {TLS_KEY}",
+                        mode.as_str()
+                    ),
+                );
+            }
+            None
+        }
+        (Some(cert), Some(key)) => Some(TlsSite {
+            server_names: Vec::new(),
+            cert_file: cert.into(),
+            key_file: key.into(),
+            client_auth,
+        }),
         (Some(_), None) => {
             problems.push(
                 &env.origin(TLS_KEY),
                 "$",
                 format!("is not set, but {TLS_CERT} is: HTTPS needs both"),
             );
-            return None;
+            None
         }
         (None, Some(_)) => {
             problems.push(
@@ -162,93 +363,226 @@ fn server_identity(env: &Environment, problems: &mut Problems) -> Option<ServerI
                 "$",
                 format!("is not set, but {TLS_KEY} is: HTTPS needs both"),
             );
-            return None;
-        }
-    };
-    let cert_origin = format!("{} ({cert_path})", env.origin(TLS_CERT));
-    let key_origin = format!("{} ({key_path})", env.origin(TLS_KEY));
-    let chain = read(cert_path, &cert_origin, problems).and_then(|bytes| {
-        match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
-            Ok(chain) if !chain.is_empty() => Some(chain),
-            Ok(_) => {
-                problems.push(&cert_origin, "$", "holds no PEM certificate");
-                None
-            }
-            Err(err) => {
-                problems.push(&cert_origin, "$", format!("not valid PEM: {err}"));
-                None
-            }
-        }
-    });
-    let key =
-        read(key_path, &key_origin, problems).and_then(
-            |bytes| match PrivateKeyDer::from_pem_slice(&bytes) {
-                Ok(key) => Some(key),
-                Err(err) => {
-                    problems.push(
-                        &key_origin,
-                        "$",
-                        format!("no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {err}"),
-                    );
-                    None
-                }
-            },
-        );
-    Some(ServerIdentity {
-        cert_path: cert_path.into(),
-        key_path: key_path.into(),
-        chain: chain?,
-        key: key?,
-    })
-}
-
-fn read(path: &str, origin: &str, problems: &mut Problems) -> Option<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(err) => {
-            problems.push(origin, "$", format!("cannot read: {err}"));
             None
         }
     }
 }
 
-fn mode(env: &Environment, problems: &mut Problems) -> ClientCertMode {
-    match env.non_empty(CLIENT_CERT_MODE) {
-        None => ClientCertMode::Off,
-        Some(value) => match value.to_ascii_lowercase().as_str() {
-            "off" => ClientCertMode::Off,
-            "optional" => ClientCertMode::Optional,
-            "require" => ClientCertMode::Require,
-            _ => {
-                problems.push(
-                    &env.origin(CLIENT_CERT_MODE),
-                    "$",
-                    format!("`{value}` is not a mode: use `off`, `optional` or `require`"),
-                );
-                ClientCertMode::Off
-            }
-        },
+/// Inconsistencies between the mode and the other client-certificate settings.
+fn client_auth_problems(auth: &ClientAuth, ca_name: &str, permissive_name: &str) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if auth.mode != ClientCertMode::Off && auth.ca_files.is_empty() {
+        reasons.push(format!(
+            "mode `{}` needs {ca_name}: the CA bundles client certificates are verified against",
+            auth.mode.as_str()
+        ));
+    }
+    if auth.permissive && auth.mode != ClientCertMode::Optional {
+        reasons.push(format!(
+            "{permissive_name} needs mode `optional` (it is `{}`)",
+            auth.mode.as_str()
+        ));
+    }
+    reasons
+}
+
+fn crl_scope(value: &str) -> Option<CrlScope> {
+    match value.to_ascii_lowercase().as_str() {
+        "chain" => Some(CrlScope::Chain),
+        "leaf" => Some(CrlScope::Leaf),
+        _ => None,
     }
 }
 
-fn client_cas(
-    env: &Environment,
-    paths: &str,
-    problems: &mut Problems,
-) -> Vec<CertificateDer<'static>> {
-    let mut cas = Vec::new();
-    for path in paths.split(':').map(str::trim).filter(|p| !p.is_empty()) {
-        let origin = format!("{} ({path})", env.origin(CLIENT_CA));
-        let Some(bytes) = read(path, &origin, problems) else {
-            continue;
-        };
-        match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
-            Ok(certs) if !certs.is_empty() => cas.extend(certs),
-            Ok(_) => problems.push(&origin, "$", "holds no PEM certificate"),
-            Err(err) => problems.push(&origin, "$", format!("not valid PEM: {err}")),
+/// A `:`-separated list of files.
+fn paths(env: &Environment, key: &str) -> Vec<PathBuf> {
+    env.non_empty(key)
+        .map(|list| {
+            list.split(':')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn flag(env: &Environment, key: &str, default: bool, problems: &mut Problems) -> bool {
+    match env.non_empty(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => default,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            problems.push(
+                &env.origin(key),
+                "$",
+                format!("`{v}` is not a boolean: use `true` or `false`"),
+            );
+            default
         }
     }
-    cas
+}
+
+/// One or several SNI names.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum HostNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// An `XSROUTER_TLS_HOSTS` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HostEntry {
+    host: HostNames,
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    client_cert_mode: Option<String>,
+    #[serde(default)]
+    permissive: bool,
+    #[serde(default)]
+    client_ca: Vec<PathBuf>,
+    #[serde(default)]
+    allowed_issuers: Vec<PathBuf>,
+    #[serde(default)]
+    max_chain_depth: Option<u8>,
+    #[serde(default)]
+    crl: Vec<PathBuf>,
+    #[serde(default)]
+    crl_scope: Option<String>,
+    #[serde(default)]
+    allow_unknown_revocation_status: bool,
+    #[serde(default = "yes")]
+    enforce_revocation_expiration: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn sni_sites(env: &Environment, text: &str, problems: &mut Problems) -> Vec<TlsSite> {
+    let origin = env.origin(TLS_HOSTS);
+    let entries = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(entries)) => entries,
+        Ok(_) => {
+            problems.push(&origin, "$", "expected a JSON array of host objects");
+            return Vec::new();
+        }
+        Err(err) => {
+            problems.push(&origin, "$", format!("not valid JSON: {err}"));
+            return Vec::new();
+        }
+    };
+    let mut sites: Vec<TlsSite> = Vec::new();
+    for (i, value) in entries.into_iter().enumerate() {
+        let path = index("$", i);
+        let entry: HostEntry = match deserialize_at(value, &path) {
+            Ok(entry) => entry,
+            Err((at, reason)) => {
+                problems.push(&origin, at, reason);
+                continue;
+            }
+        };
+        let names = match entry.host {
+            HostNames::One(name) => vec![name],
+            HostNames::Many(names) => names,
+        };
+        let mut server_names = Vec::new();
+        for (n, name) in names.iter().enumerate() {
+            let lower = name.trim().to_ascii_lowercase();
+            let at = if names.len() == 1 {
+                format!("{path}.host")
+            } else {
+                format!("{path}.host[{n}]")
+            };
+            if !valid_server_name(&lower) {
+                problems.push(
+                    &origin,
+                    at,
+                    format!("`{name}` is not a DNS host name (no port, no wildcard)"),
+                );
+            } else if sites
+                .iter()
+                .flat_map(|s| &s.server_names)
+                .chain(&server_names)
+                .any(|known| *known == lower)
+            {
+                problems.push(&origin, at, format!("`{name}` is configured twice"));
+            } else {
+                server_names.push(lower);
+            }
+        }
+        if names.is_empty() {
+            problems.push(&origin, format!("{path}.host"), "names no host");
+        }
+        let mode = match &entry.client_cert_mode {
+            None => ClientCertMode::Off,
+            Some(value) => ClientCertMode::parse(value).unwrap_or_else(|| {
+                problems.push(
+                    &origin,
+                    format!("{path}.clientCertMode"),
+                    format!("`{value}` is not a mode: use `off`, `optional` or `require`"),
+                );
+                ClientCertMode::Off
+            }),
+        };
+        let scope = match &entry.crl_scope {
+            None => CrlScope::Chain,
+            Some(value) => crl_scope(value).unwrap_or_else(|| {
+                problems.push(
+                    &origin,
+                    format!("{path}.crlScope"),
+                    format!("`{value}` is not a scope: use `chain` or `leaf`"),
+                );
+                CrlScope::Chain
+            }),
+        };
+        if entry.max_chain_depth == Some(0) {
+            problems.push(
+                &origin,
+                format!("{path}.maxChainDepth"),
+                "must be at least 1",
+            );
+        }
+        let client_auth = ClientAuth {
+            mode,
+            permissive: entry.permissive,
+            ca_files: entry.client_ca,
+            allowed_issuer_files: entry.allowed_issuers,
+            crl_files: entry.crl,
+            max_chain_depth: entry.max_chain_depth.filter(|d| *d >= 1),
+            revocation: RevocationPolicy {
+                scope,
+                allow_unknown_status: entry.allow_unknown_revocation_status,
+                enforce_expiration: entry.enforce_revocation_expiration,
+            },
+        };
+        for reason in client_auth_problems(&client_auth, "clientCa", "permissive") {
+            problems.push(&origin, format!("{path}.clientCertMode"), reason);
+        }
+        sites.push(TlsSite {
+            server_names,
+            cert_file: entry.cert,
+            key_file: entry.key,
+            client_auth,
+        });
+    }
+    sites
+}
+
+/// A DNS name as SNI carries it: letters, digits, `-` and `.`, no empty label.
+fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The profile a name selects.
@@ -327,6 +661,7 @@ mod tests {
         let (tls, problems) = load(&[]);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(tls.server.is_none());
+        assert!(tls.sni_sites.is_empty());
         assert_eq!(tls.client_cert_mode, ClientCertMode::Off);
         assert_eq!(tls.forward_profiles.len(), 1);
         assert!(matches!(
@@ -344,6 +679,9 @@ mod tests {
             (CLIENT_CERT_MODE, "sometimes"),
             (CLIENT_CERT_HEADERS, "envoy, cf, bogus"),
             (TLS_KEY, "/nonexistent/key.pem"),
+            (CLIENT_CHAIN_DEPTH, "0"),
+            (CLIENT_CRL_SCOPE, "everything"),
+            (CLIENT_CRL_ALLOW_UNKNOWN, "maybe"),
         ]);
         let text = problems.join("\n");
         assert!(text.contains("env XSROUTER_CLIENT_CERT_MODE: $: `sometimes` is not a mode"));
@@ -356,6 +694,20 @@ mod tests {
             text.contains("env XSROUTER_TLS_CERT: $: is not set, but XSROUTER_TLS_KEY is"),
             "{text}"
         );
+        assert!(
+            text.contains("env XSROUTER_CLIENT_CHAIN_DEPTH: $: `0` is not a chain depth"),
+            "{text}"
+        );
+        assert!(
+            text.contains("env XSROUTER_CLIENT_CRL_SCOPE: $: `everything` is not a scope"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "env XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS: $: `maybe` is not a boolean"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -364,6 +716,17 @@ mod tests {
         let text = problems.join("\n");
         assert!(text.contains("needs XSROUTER_CLIENT_CA"), "{text}");
         assert!(text.contains("needs the HTTPS listener"), "{text}");
+        let (_, problems) = load(&[
+            (CLIENT_CERT_MODE, "require"),
+            (CLIENT_CERT_PERMISSIVE, "true"),
+        ]);
+        let text = problems.join("\n");
+        assert!(
+            text.contains(
+                "XSROUTER_CLIENT_CERT_PERMISSIVE needs mode `optional` (it is `require`)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -384,5 +747,31 @@ mod tests {
             "{text}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn host_entries_are_validated_with_their_json_paths() {
+        let hosts = r#"[
+            {"host": "a.example", "cert": "/c", "key": "/k", "clientCertMode": "sometimes"},
+            {"host": ["b.example", "A.example", "bad host:443"], "cert": "/c", "key": "/k"},
+            {"host": "c.example", "cert": "/c"},
+            {"host": "d.example", "cert": "/c", "key": "/k", "clientCertMode": "require", "crlScope": "x", "extra": 1},
+            {"host": "e.example", "cert": "/c", "key": "/k", "clientCertMode": "require", "permissive": true, "clientCa": ["/ca"]}
+        ]"#;
+        let (tls, problems) = load(&[(TLS_HOSTS, hosts)]);
+        let text = problems.join("\n");
+        for expected in [
+            "env XSROUTER_TLS_HOSTS: $: needs the default site",
+            "env XSROUTER_TLS_HOSTS: $[0].clientCertMode: `sometimes` is not a mode",
+            "env XSROUTER_TLS_HOSTS: $[1].host[1]: `A.example` is configured twice",
+            "env XSROUTER_TLS_HOSTS: $[1].host[2]: `bad host:443` is not a DNS host name",
+            "env XSROUTER_TLS_HOSTS: $[2]: missing field `key`",
+            "env XSROUTER_TLS_HOSTS: $[3].extra: unknown field `extra`",
+            "env XSROUTER_TLS_HOSTS: $[4].clientCertMode: permissive needs mode `optional`",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert_eq!(tls.sni_sites[0].server_names, vec!["a.example"]);
+        assert_eq!(tls.sni_sites[1].server_names, vec!["b.example"]);
     }
 }

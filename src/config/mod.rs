@@ -8,9 +8,11 @@ pub mod destination_auth;
 pub mod destinations;
 pub mod environment;
 pub mod inbound_tls;
+pub mod outgoing_cert_headers;
 pub mod problem;
 pub mod session_store;
 pub mod settings;
+pub mod trusted_proxies;
 pub mod xs_app;
 
 use std::collections::BTreeMap;
@@ -76,6 +78,18 @@ pub struct Runtime {
     pub session_store: Option<session_store::SessionStoreSettings>,
     /// The HTTPS listener and inbound client certificates (`XSROUTER_TLS_*`, `XSROUTER_CLIENT_*`).
     pub inbound_tls: inbound_tls::InboundTls,
+    /// The bound Destination service: names the `destinations` variable lacks are looked up there.
+    pub destination_service: Option<crate::destination_service::DestinationBinding>,
+    /// Front proxies whose client-certificate header is believed (`XSROUTER_TRUSTED_PROXIES`,
+    /// `XSROUTER_TRUSTED_PROXY_CERTS`, `XSROUTER_FORWARDED_CLIENT_CERT*`); `None`: nobody's.
+    pub trusted_proxies: Option<crate::inbound::trusted_proxy::TrustedProxies>,
+    /// Client-certificate headers for destinations: profiles with the Envoy options
+    /// (`XSROUTER_XFCC_*`) and the size budget.
+    pub client_cert_headers: outgoing_cert_headers::OutgoingCertHeaders,
+    /// `websockets.enabled` and `WS_ALLOWED_ORIGINS`.
+    pub websockets: crate::websocket::WebsocketSettings,
+    /// `replace` of `localDir` routes, by route position in xs-app.json.
+    pub replacements: BTreeMap<usize, Arc<crate::replacements::Replacements>>,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
 }
@@ -111,6 +125,8 @@ impl Runtime {
             None => BTreeMap::new(),
         };
         let bindings = Bindings::load(&env, &workdir, &mut problems);
+        let destination_service =
+            crate::destination_service::DestinationBinding::find(&bindings, &env, &mut problems);
         destinations.extend(business_services::destinations(
             &xs_app,
             &bindings,
@@ -170,11 +186,24 @@ impl Runtime {
         let extra_roots = extra_roots(&env, &mut problems);
         let session_store = session_store::from_env(&env, &bindings, &mut problems);
         let inbound_tls = inbound_tls::InboundTls::from_env(&env, &mut problems);
+        let trusted_proxies = trusted_proxies::from_env(&env, &inbound_tls, &mut problems);
+        let client_cert_headers =
+            outgoing_cert_headers::OutgoingCertHeaders::from_env(&env, &inbound_tls, &mut problems);
+        let websockets =
+            crate::websocket::WebsocketSettings::from_config(&xs_app, &env, &mut problems);
+        let replacements = replacements_of(
+            &xs_app,
+            &env,
+            &bindings,
+            &xs_app_path.display().to_string(),
+            &mut problems,
+        );
 
         let mut builder = RouteBuilder {
             origin: xs_app_path.display().to_string(),
             workdir: &workdir,
             destinations: &destinations,
+            destination_service_bound: destination_service.is_some(),
             authentication_method: xs_app.authentication_method,
             xsuaa_bound,
             ias_bound,
@@ -208,6 +237,11 @@ impl Runtime {
             error_pages,
             session_store,
             inbound_tls,
+            destination_service,
+            trusted_proxies,
+            client_cert_headers,
+            websockets,
+            replacements,
             warnings: Vec::new(),
         })?;
         Ok(runtime.with_warnings())
@@ -253,6 +287,26 @@ impl Runtime {
     pub fn destination(&self, name: &str) -> Option<&Arc<Destination>> {
         self.destinations.get(name)
     }
+}
+
+/// The `replace` settings of every route that has them, with values resolved now.
+fn replacements_of(
+    xs_app: &XsApp,
+    env: &Environment,
+    bindings: &Bindings,
+    origin: &str,
+    problems: &mut Problems,
+) -> BTreeMap<usize, Arc<crate::replacements::Replacements>> {
+    xs_app
+        .routes
+        .iter()
+        .filter_map(|route| {
+            let def = route.replace.as_ref()?;
+            let path = format!("$.routes[{}].replace", route.index);
+            crate::replacements::Replacements::resolve(def, env, bindings, origin, &path, problems)
+                .map(|r| (route.index, Arc::new(r)))
+        })
+        .collect()
 }
 
 fn bound_identity(
@@ -355,6 +409,8 @@ struct RouteBuilder<'a> {
     origin: String,
     workdir: &'a Path,
     destinations: &'a BTreeMap<String, Destination>,
+    /// Unknown destination names are looked up in the Destination service at run time.
+    destination_service_bound: bool,
     authentication_method: AuthenticationMethod,
     xsuaa_bound: bool,
     ias_bound: bool,
@@ -391,6 +447,7 @@ impl RouteBuilder<'_> {
                 identity_provider: None,
                 backend_cookies_to_browser: false,
                 dynamic_identity_provider: false,
+                client_certificate: None,
             };
             if let Ok(route) = Route::compile(implicit) {
                 routes.push(route);
@@ -481,6 +538,7 @@ impl RouteBuilder<'_> {
             identity_provider: def.identity_provider.clone(),
             backend_cookies_to_browser: def.set_backend_session_cookies,
             dynamic_identity_provider: def.dynamic_identity_provider,
+            client_certificate: def.client_certificate.clone(),
         };
         match Route::compile(spec) {
             Ok(route) => Some(route),
@@ -535,11 +593,11 @@ impl RouteBuilder<'_> {
                 }
             };
         }
-        if !self.destinations.contains_key(name) {
+        if !self.destinations.contains_key(name) && !self.destination_service_bound {
             self.problems.push(
                 origin,
                 at,
-                format!("unknown destination `{name}`: it is not in the `destinations` environment variable"),
+                format!("unknown destination `{name}`: it is not in the `destinations` environment variable, and no Destination service is bound"),
             );
             return None;
         }

@@ -25,6 +25,7 @@ pub const KEYS: &[&str] = &[
     "MINIMUM_TOKEN_VALIDITY",
     "SKIP_CLIENT_CREDENTIALS_TOKENS_LOAD",
     "XSROUTER_TOKEN_CACHE_SIZE",
+    "XSROUTER_DESTINATION_CACHE_TTL",
     "SESSION_COOKIE_NAME",
     "SECURE_SESSION_COOKIE",
     "STATE_PARAMETER_SECRET",
@@ -36,6 +37,29 @@ pub const KEYS: &[&str] = &[
     "INCOMING_REQUEST_TIMEOUT",
     "INCOMING_CONNECTION_TIMEOUT",
     "SERVER_KEEP_ALIVE",
+    "XSROUTER_MAX_HEADER_SIZE",
+    "XSROUTER_MAX_HEADER_COUNT",
+    "XSROUTER_MAX_URL_LENGTH",
+    "XSROUTER_HEADER_READ_TIMEOUT",
+    "XSROUTER_MAX_BODY_SIZE",
+    "XSROUTER_TRUSTED_PROXIES",
+    "XSROUTER_TRUSTED_PROXY_CERTS",
+    "XSROUTER_FORWARDED_CLIENT_CERT",
+    "XSROUTER_FORWARDED_CLIENT_CERT_VERIFY",
+    "XSROUTER_XFCC_MODE",
+    "XSROUTER_XFCC_FIELDS",
+    "XSROUTER_CLIENT_CERT_HEADERS_MAX_BYTES",
+    // Parsed by config::inbound_tls (listed here so --help and the README stay complete).
+    "XSROUTER_CLIENT_CERT_PERMISSIVE",
+    "XSROUTER_CLIENT_ISSUERS",
+    "XSROUTER_CLIENT_CHAIN_DEPTH",
+    "XSROUTER_CLIENT_CRL",
+    "XSROUTER_CLIENT_CRL_SCOPE",
+    "XSROUTER_CLIENT_CRL_ALLOW_UNKNOWN_STATUS",
+    "XSROUTER_CLIENT_CRL_ENFORCE_EXPIRATION",
+    "XSROUTER_TLS_HOSTS",
+    // Parsed by websocket::origins.
+    "WS_ALLOWED_ORIGINS",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +75,7 @@ struct RawSettings {
     minimum_token_validity: u64,
     skip_client_credentials_tokens_load: bool,
     xsrouter_token_cache_size: u64,
+    xsrouter_destination_cache_ttl: u64,
     session_cookie_name: String,
     secure_session_cookie: Option<bool>,
     state_parameter_secret: bool,
@@ -60,6 +85,11 @@ struct RawSettings {
     incoming_request_timeout: u64,
     incoming_connection_timeout: u64,
     server_keep_alive: u64,
+    xsrouter_max_header_size: usize,
+    xsrouter_max_header_count: usize,
+    xsrouter_max_url_length: usize,
+    xsrouter_header_read_timeout: u64,
+    xsrouter_max_body_size: Option<u64>,
 }
 
 /// Settings from the environment, validated.
@@ -89,6 +119,9 @@ pub struct Settings {
     pub skip_client_credentials_tokens_load: bool,
     /// `XSROUTER_TOKEN_CACHE_SIZE` (default 10000): most tokens cached.
     pub token_cache_size: u64,
+    /// `XSROUTER_DESTINATION_CACHE_TTL` (seconds, default 300): longest a Destination service
+    /// lookup is kept (never past the expiry of a token it carries).
+    pub destination_cache_ttl: Duration,
     /// `SESSION_COOKIE_NAME` (default `JSESSIONID`).
     pub session_cookie_name: String,
     /// `SECURE_SESSION_COOKIE`: force `Secure` on or off (default: on for HTTPS requests).
@@ -112,6 +145,10 @@ pub struct Settings {
     /// `SERVER_KEEP_ALIVE` (ms, 0: none): an idle keep-alive connection (no request in
     /// progress) is closed after this long.
     pub server_keep_alive: Option<Duration>,
+    /// `XSROUTER_MAX_HEADER_SIZE` (16384), `XSROUTER_MAX_HEADER_COUNT` (100),
+    /// `XSROUTER_MAX_URL_LENGTH` (16384), `XSROUTER_HEADER_READ_TIMEOUT` (60 s),
+    /// `XSROUTER_MAX_BODY_SIZE` (unlimited): what a client may send.
+    pub limits: crate::limits::Limits,
 }
 
 impl Settings {
@@ -137,6 +174,32 @@ impl Settings {
         let cookies = cookie_options(env, problems);
         match built {
             Ok(raw) => {
+                for (key, value, minimum) in [
+                    (
+                        "XSROUTER_MAX_HEADER_SIZE",
+                        raw.xsrouter_max_header_size as u64,
+                        crate::limits::MIN_HEADER_SIZE as u64,
+                    ),
+                    (
+                        "XSROUTER_MAX_HEADER_COUNT",
+                        raw.xsrouter_max_header_count as u64,
+                        8,
+                    ),
+                    (
+                        "XSROUTER_MAX_URL_LENGTH",
+                        raw.xsrouter_max_url_length as u64,
+                        64,
+                    ),
+                    (
+                        "XSROUTER_HEADER_READ_TIMEOUT",
+                        raw.xsrouter_header_read_timeout,
+                        1,
+                    ),
+                ] {
+                    if value < minimum {
+                        problems.push(&env.origin(key), "$", format!("must be at least {minimum}"));
+                    }
+                }
                 if raw.session_timeout == Some(0) {
                     problems.push(
                         &env.origin("SESSION_TIMEOUT"),
@@ -158,6 +221,7 @@ impl Settings {
                     minimum_token_validity: Duration::from_secs(raw.minimum_token_validity),
                     skip_client_credentials_tokens_load: raw.skip_client_credentials_tokens_load,
                     token_cache_size: raw.xsrouter_token_cache_size.max(1),
+                    destination_cache_ttl: Duration::from_secs(raw.xsrouter_destination_cache_ttl),
                     session_cookie_name: raw.session_cookie_name,
                     secure_session_cookie: raw.secure_session_cookie,
                     state_parameter: raw.state_parameter_secret,
@@ -169,6 +233,13 @@ impl Settings {
                     incoming_request_timeout: millis(raw.incoming_request_timeout),
                     incoming_connection_timeout: millis(raw.incoming_connection_timeout),
                     server_keep_alive: millis(raw.server_keep_alive),
+                    limits: crate::limits::Limits {
+                        max_header_size: raw.xsrouter_max_header_size,
+                        max_header_count: raw.xsrouter_max_header_count,
+                        max_url_length: raw.xsrouter_max_url_length,
+                        header_read_timeout: Duration::from_secs(raw.xsrouter_header_read_timeout),
+                        max_body_size: raw.xsrouter_max_body_size,
+                    },
                 })
             }
             Err(err) => {
@@ -230,6 +301,7 @@ fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::C
         .set_default("minimum_token_validity", 0)?
         .set_default("skip_client_credentials_tokens_load", false)?
         .set_default("xsrouter_token_cache_size", 10_000)?
+        .set_default("xsrouter_destination_cache_ttl", 300)?
         .set_default("session_cookie_name", "JSESSIONID")?
         .set_default("state_parameter_secret", true)?
         .set_default("pkce_enabled", true)?
@@ -237,6 +309,10 @@ fn layered(source: config::Map<String, String>) -> Result<RawSettings, config::C
         .set_default("incoming_request_timeout", 300_000)?
         .set_default("incoming_connection_timeout", 120_000)?
         .set_default("server_keep_alive", 0)?
+        .set_default("xsrouter_max_header_size", 16 * 1024)?
+        .set_default("xsrouter_max_header_count", 100)?
+        .set_default("xsrouter_max_url_length", 16 * 1024)?
+        .set_default("xsrouter_header_read_timeout", 60)?
         .add_source(
             config::Environment::default()
                 .source(Some(source))

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::problem::{Problems, child, deserialize_at, index};
+use crate::inbound::route_rules::{
+    AttributeMatch, CertificateRequirement, ClientCertificateRule, RULE_ATTRIBUTES,
+};
 
 /// `authenticationMethod`: `route` (each route decides) or `none` (everything public).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -66,7 +69,6 @@ pub struct ScopeRule {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplaceDef {
-    #[serde(default)]
     pub path_suffixes: Vec<String>,
     #[serde(default)]
     pub vars: Vec<String>,
@@ -123,6 +125,8 @@ pub struct RouteDef {
     pub prefer_local: bool,
     pub replace: Option<ReplaceDef>,
     pub set_backend_session_cookies: bool,
+    /// `clientCertificate`: the route needs a (matching) verified client certificate.
+    pub client_certificate: Option<ClientCertificateRule>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -406,6 +410,9 @@ fn parse_route(
     let scope = object
         .remove("scope")
         .and_then(|value| parse_scope(value, origin, &child(path, "scope"), problems));
+    let client_certificate = object.remove("clientCertificate").and_then(|value| {
+        parse_client_certificate(value, origin, &child(path, "clientCertificate"), problems)
+    });
     let fields: RouteFields = match deserialize_at(Value::Object(object), path) {
         Ok(fields) => fields,
         Err((at, reason)) => {
@@ -496,7 +503,111 @@ fn parse_route(
         prefer_local: fields.prefer_local.unwrap_or(false),
         replace: fields.replace,
         set_backend_session_cookies: fields.set_backend_session_cookies.unwrap_or(false),
+        client_certificate,
     })
+}
+
+/// `clientCertificate`: `"required"`, `"optional"`, or
+/// `{"mode": "required"|"optional" (default required), "subject": {ATTR: value|[values]},
+/// "issuer": {ATTR: value|[values]}}` — every listed attribute must have one of its values.
+fn parse_client_certificate(
+    value: Value,
+    origin: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<ClientCertificateRule> {
+    const EXPECTED: &str =
+        "must be `required`, `optional` or an object {\"mode\", \"subject\", \"issuer\"}";
+    let requirement = |value: &Value, at: &str, problems: &mut Problems| match value.as_str() {
+        Some("required") => Some(CertificateRequirement::Required),
+        Some("optional") => Some(CertificateRequirement::Optional),
+        _ => {
+            problems.push(origin, at, "must be `required` or `optional`");
+            None
+        }
+    };
+    let object = match value {
+        Value::String(_) => {
+            return requirement(&value, path, problems).map(|requirement| ClientCertificateRule {
+                requirement,
+                subject: Vec::new(),
+                issuer: Vec::new(),
+            });
+        }
+        Value::Object(object) => object,
+        _ => {
+            problems.push(origin, path, EXPECTED);
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut rule = ClientCertificateRule {
+        requirement: CertificateRequirement::Required,
+        subject: Vec::new(),
+        issuer: Vec::new(),
+    };
+    for (key, value) in object {
+        let at = child(path, &key);
+        match key.as_str() {
+            "mode" => {
+                if let Some(r) = requirement(&value, &at, problems) {
+                    rule.requirement = r;
+                }
+            }
+            "subject" => rule.subject = attribute_matches(value, origin, &at, problems),
+            "issuer" => rule.issuer = attribute_matches(value, origin, &at, problems),
+            _ => problems.push(origin, at, "unknown property"),
+        }
+    }
+    (problems.len() == before).then_some(rule)
+}
+
+/// `{ATTR: value|[values]}` with attribute names from [`RULE_ATTRIBUTES`].
+fn attribute_matches(
+    value: Value,
+    origin: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Vec<AttributeMatch> {
+    let Value::Object(object) = value else {
+        problems.push(
+            origin,
+            path,
+            "must be an object of attribute names (CN, O, OU, …) to a value or an array of values",
+        );
+        return Vec::new();
+    };
+    if object.is_empty() {
+        problems.push(origin, path, "must name at least one attribute");
+    }
+    let mut out = Vec::new();
+    for (key, value) in object {
+        let at = child(path, &key);
+        let Some(attribute) = RULE_ATTRIBUTES.iter().find(|a| **a == key) else {
+            problems.push(
+                origin,
+                at,
+                format!(
+                    "not an attribute name: use one of {}",
+                    RULE_ATTRIBUTES.join(", ")
+                ),
+            );
+            continue;
+        };
+        let values = match scope_list(&value) {
+            Some(values) if !values.is_empty() && values.iter().all(|v| !v.is_empty()) => values,
+            _ => {
+                problems.push(
+                    origin,
+                    at,
+                    "must be a non-empty string or a non-empty array of non-empty strings",
+                );
+                continue;
+            }
+        };
+        out.push(AttributeMatch::new(attribute, &values));
+    }
+    out
 }
 
 pub(crate) fn parse_source(

@@ -472,7 +472,7 @@ fn escape_text(bytes: &[u8]) -> String {
 }
 
 /// RFC 4514 escaping of one attribute value (see [`ClientCertificate::subject`]).
-fn escape_rfc4514_value(bytes: &[u8]) -> String {
+pub(crate) fn escape_rfc4514_value(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     let last = bytes.len().saturating_sub(1);
     for (i, &b) in bytes.iter().enumerate() {

@@ -178,11 +178,16 @@ pub enum Verification {
 }
 
 /// What the request brings: the certificate (if any), how it was verified, the incoming XFCC
-/// (read before stripping; only the Envoy forwarding modes use it) and the time.
+/// (read before stripping, from trusted proxies only; only the Envoy forwarding modes use it)
+/// and the time.
 #[derive(Debug, Clone)]
 pub struct EmitContext<'a> {
     pub certificate: Option<&'a ClientCertificate>,
     pub verification: Verification,
+    /// The verified certificate the direct peer presented in the router's TLS handshake: in
+    /// Envoy's `append_forward` / `forward_only` modes this hop's element describes it (and
+    /// without it the incoming XFCC is removed), as Envoy describes its peer connection.
+    pub connection_certificate: Option<&'a ClientCertificate>,
     pub incoming_xfcc: Option<&'a str>,
     /// Seconds since the Unix epoch (for `ssl-client-v-remain`).
     pub now: i64,
@@ -319,7 +324,13 @@ fn profile_values(
             } else {
                 fields.clone()
             };
-            let element = details.map(|cert| xfcc_element(cert, &fields));
+            // Envoy's forwarding modes describe the peer connection; `sanitize_set` describes
+            // the effective client certificate (from a trusted proxy: the forwarded one).
+            let subject = match mode {
+                XfccMode::AppendForward | XfccMode::ForwardOnly => context.connection_certificate,
+                _ => details,
+            };
+            let element = subject.map(|cert| xfcc_element(cert, &fields));
             if let Some(value) = apply_xfcc_mode(*mode, context.incoming_xfcc, element.as_deref())?
             {
                 out.push((XFCC, value));
@@ -638,21 +649,23 @@ pub const CLIENT_CERT_HEADERS: &[HeaderPattern] = &[
 ];
 
 /// Whether a header name carries client-certificate data: ASCII case-insensitive, and `_`
-/// counts as `-` (CGI-style backends map both to the same variable).
+/// counts as `-` (CGI-style backends map both to the same variable). No allocation: it runs
+/// for every header of every request.
 pub fn is_client_cert_header(name: &str) -> bool {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect();
+    let same = |a: u8, b: u8| {
+        let a = if a == b'_' {
+            b'-'
+        } else {
+            a.to_ascii_lowercase()
+        };
+        a == b
+    };
+    let starts_with = |prefix: &str| {
+        name.len() >= prefix.len() && name.bytes().zip(prefix.bytes()).all(|(a, b)| same(a, b))
+    };
     CLIENT_CERT_HEADERS.iter().any(|pattern| match pattern {
-        HeaderPattern::Exact(exact) => name == *exact,
-        HeaderPattern::Prefix(prefix) => name.starts_with(prefix),
+        HeaderPattern::Exact(exact) => name.len() == exact.len() && starts_with(exact),
+        HeaderPattern::Prefix(prefix) => starts_with(prefix),
     })
 }
 
@@ -809,6 +822,7 @@ mod tests {
         let context = EmitContext {
             certificate: None,
             verification: Verification::Success,
+            connection_certificate: None,
             incoming_xfcc: None,
             now: 0,
         };
@@ -832,6 +846,7 @@ mod tests {
         let context = EmitContext {
             certificate: None,
             verification: Verification::Success,
+            connection_certificate: None,
             incoming_xfcc: Some("Hash=spoofed"),
             now: 0,
         };

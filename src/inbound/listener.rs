@@ -1,11 +1,13 @@
 //! The HTTPS listener: a TLS accept loop (tokio-rustls) serving the same axum application as the
 //! plain listener, HTTP/1.1 and HTTP/2 (ALPN) with upgrades, and the same graceful shutdown.
 //!
-//! Client certificates are verified during the handshake by rustls' `WebPkiClientVerifier`
-//! against the configured CA bundles (`require`: mandatory; `optional`: a connection without a
-//! certificate is accepted, a presented one must verify; `off`: none asked for). The verified
-//! peer chain becomes a [`ClientCertificate`], parsed once per connection and handed to every
-//! request of that connection in a [`TlsConnection`] request extension.
+//! Each connection reads the current sites once ([`LiveTls`], hot-reloaded) and picks its site
+//! by the ClientHello's SNI. Client certificates are verified in the handshake by the site's
+//! [`super::verifier::ClientVerifier`] (`require`: mandatory; `optional`: a connection without
+//! a certificate is accepted, a presented one must verify unless the site is permissive; `off`:
+//! none asked for). The peer chain becomes a [`ClientCertificate`], parsed once per connection
+//! and handed with its verification result to every request of that connection in a
+//! [`TlsConnection`] request extension.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,84 +15,109 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::ConnectInfo;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use rustls::RootCertStore;
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::server::TlsStream;
 
-use super::ClientCertificate;
-use crate::config::inbound_tls::{ClientCertMode, InboundTls};
+use super::reload::LiveTls;
+use super::server_config::{HostTls, TlsSites};
+use super::verify_result::VerificationCounters;
+use super::{ClientCertificate, Verification};
 use crate::pipeline::AppState;
 use crate::server::{self, Stopped};
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Request extension: the request arrived over the router's own TLS listener.
+/// Request extension: the request arrived over the router's own TLS listener. Built once per
+/// connection and shared by every request on it.
+///
+/// `client_certificate` and `verification` together give nginx's `$ssl_client_verify`:
+/// no certificate → `NONE`; a certificate with [`Verification::Success`] → `SUCCESS`; a
+/// certificate with [`Verification::Failed`] → `FAILED:<reason>` (only in permissive mode, where
+/// the handshake accepts a certificate that does not verify). Use
+/// [`TlsConnection::verified_certificate`] where only a verified certificate may count.
 #[derive(Debug, Clone, Default)]
 pub struct TlsConnection {
-    /// The client certificate verified in the handshake, if one was presented.
+    /// The client certificate presented in the handshake (leaf and the chain the client sent),
+    /// parsed once; see `verification` for whether it verified.
     pub client_certificate: Option<Arc<ClientCertificate>>,
+    /// How `client_certificate` fared against the host's trust policy (CA bundles, pinned
+    /// issuers, chain depth, CRLs); `None` exactly when no certificate was presented.
+    pub verification: Option<Verification>,
+    /// The SNI server name the client asked for (lowercase), if it sent one.
+    pub server_name: Option<Arc<str>>,
+    /// The SNI host requires client certificates: a request whose `Host` (or `:authority`)
+    /// differs from `server_name` gets 421 Misdirected Request.
+    pub host_must_match_sni: bool,
+    /// SNI names of the listener's sites that ask for client certificates: a request on another
+    /// site's connection whose `Host` is one of them gets 421 too.
+    pub client_auth_hosts: Arc<[Arc<str>]>,
 }
 
-/// Why the TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ListenerError {
-    #[error("the HTTPS listener is not configured (XSROUTER_TLS_CERT and XSROUTER_TLS_KEY)")]
-    NotConfigured,
-    #[error("client CA certificate is not usable: {0}")]
-    ClientCa(rustls::Error),
-    #[error("client certificate verifier: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("server certificate and key: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-/// The rustls server configuration for `tls` (ring provider, HTTP/2 and HTTP/1.1 by ALPN).
-pub fn server_config(tls: &InboundTls) -> Result<Arc<ServerConfig>, ListenerError> {
-    let identity = tls.server.as_ref().ok_or(ListenerError::NotConfigured)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let verifier = match tls.client_cert_mode {
-        ClientCertMode::Off => WebPkiClientVerifier::no_client_auth(),
-        mode => {
-            let mut roots = RootCertStore::empty();
-            for ca in &tls.client_cas {
-                roots.add(ca.clone()).map_err(ListenerError::ClientCa)?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if mode == ClientCertMode::Optional {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            verifier.build()?
+impl TlsConnection {
+    /// The client certificate, only if it verified.
+    pub fn verified_certificate(&self) -> Option<&Arc<ClientCertificate>> {
+        match self.verification {
+            Some(Verification::Success) => self.client_certificate.as_ref(),
+            _ => None,
         }
-    };
-    let mut config = builder
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    }
+}
+
+impl TlsConnection {
+    /// Whether a request for `host` (its `Host` or `:authority`, port allowed) does not belong
+    /// on this connection: the connection's site asks for client certificates and the host is
+    /// not the SNI name, or the host is another site that asks for client certificates. Such a
+    /// request gets 421 Misdirected Request (the client retries on a new connection).
+    pub fn is_misdirected(&self, host: Option<&str>) -> bool {
+        let Some(host) = host.map(host_without_port) else {
+            return false;
+        };
+        let same = |name: &str| name.eq_ignore_ascii_case(host);
+        match self.server_name.as_deref() {
+            Some(sni) if same(sni) => false,
+            Some(_) if self.host_must_match_sni => true,
+            _ => self.client_auth_hosts.iter().any(|name| same(name)),
+        }
+    }
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end]);
+    }
+    authority
+        .split_once(':')
+        .map_or(authority, |(host, _)| host)
 }
 
 /// Serves HTTPS on `listener` until `shutdown` completes, then drains for at most `grace`
-/// (the TLS counterpart of [`server::serve`]).
+/// (the TLS counterpart of [`server::serve`]). Every accepted connection uses the sites `live`
+/// holds at that moment; the counters of `live` count its verification results.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    config: Arc<ServerConfig>,
+    live: Arc<LiveTls>,
+    counters: Arc<VerificationCounters>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<Stopped> {
     let app = server::app(state);
-    let acceptor = TlsAcceptor::from(config);
     let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -99,7 +126,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tokio::spawn(connection(
-                        acceptor.clone(),
+                        live.current(),
+                        counters.clone(),
                         stream,
                         peer,
                         app.clone(),
@@ -127,40 +155,85 @@ pub async fn serve(
     }
 }
 
-/// One connection: handshake, read the client certificate, serve requests.
+/// The TLS handshake: the site is chosen by the ClientHello's SNI.
+async fn handshake(
+    sites: &TlsSites,
+    stream: TcpStream,
+) -> std::io::Result<(TlsStream<TcpStream>, Option<Arc<str>>, &HostTls)> {
+    let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+    let server_name: Option<Arc<str>> = start
+        .client_hello()
+        .server_name()
+        .map(|name| Arc::from(name.to_ascii_lowercase()));
+    let host = sites.select(server_name.as_deref());
+    let stream = start.into_stream(host.config.clone()).await?;
+    Ok((stream, server_name, host))
+}
+
+/// One connection: handshake, read and classify the client certificate, serve requests.
 async fn connection(
-    acceptor: TlsAcceptor,
+    sites: Arc<TlsSites>,
+    counters: Arc<VerificationCounters>,
     stream: TcpStream,
     peer: SocketAddr,
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
 ) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(err)) => {
-            tracing::debug!(%peer, error = %err, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
-    let client_certificate = match stream.get_ref().1.peer_certificates() {
-        None | Some([]) => None,
-        Some(chain) => match ClientCertificate::from_chain(chain) {
-            Ok(certificate) => Some(Arc::new(certificate)),
-            Err(err) => {
-                // Verified by webpki but not describable: never pass on a certificate we
-                // cannot represent, and never treat the connection as anonymous either.
-                tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
+    let (stream, server_name, host) =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&sites, stream)).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
                 return;
             }
-        },
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let (client_certificate, verification) = match stream.get_ref().1.peer_certificates() {
+        None | Some([]) => {
+            if host.asks_for_certificates {
+                counters.none();
+            }
+            (None, None)
+        }
+        Some(chain) => {
+            let certificate = match ClientCertificate::from_chain(chain) {
+                Ok(certificate) => Arc::new(certificate),
+                Err(err) => {
+                    // Never pass on a certificate we cannot represent, and never treat the
+                    // connection as anonymous either.
+                    tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
+                    return;
+                }
+            };
+            (Some(certificate), Some(verification_of(host, chain)))
+        }
+    };
+    let connection = TlsConnection {
+        client_certificate,
+        verification,
+        server_name,
+        host_must_match_sni: host.asks_for_certificates,
+        client_auth_hosts: sites.client_auth_names().clone(),
+    };
+    drop(sites);
+    // Only connections where a Host can be misdirected pay for the check.
+    let app = if connection.host_must_match_sni || !connection.client_auth_hosts.is_empty() {
+        let guard = Arc::new(connection.clone());
+        app.layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let guard = guard.clone();
+                async move { misdirected_guard(&guard, request, next).await }
+            },
+        ))
+    } else {
+        app
     };
     let app = app
-        .layer(Extension(TlsConnection { client_certificate }))
+        .layer(Extension(connection))
         .layer(Extension(ConnectInfo(peer)));
     let service = TowerToHyperService::new(app);
     let served = watcher.watch(
@@ -170,5 +243,47 @@ async fn connection(
     );
     if let Err(err) = served.await {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// Answers 421 Misdirected Request to a request whose host does not belong on this connection
+/// ([`TlsConnection::is_misdirected`]); passes every other request on.
+async fn misdirected_guard(connection: &TlsConnection, request: Request, next: Next) -> Response {
+    let host = match request.uri().host() {
+        Some(host) => Some(host),
+        None => request
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|value| value.to_str().ok()),
+    };
+    if connection.is_misdirected(host) {
+        tracing::debug!(
+            sni = connection.server_name.as_deref(),
+            host,
+            "request for another host on a client-certificate connection: 421"
+        );
+        let mut response = Response::new(Body::from("Misdirected Request\n"));
+        *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// The verification result of a certificate the handshake accepted: success, unless the site
+/// is permissive — then the policy runs again to tell why it failed (the handshake's verifier
+/// keeps no per-connection state).
+fn verification_of(host: &HostTls, chain: &[CertificateDer<'static>]) -> Verification {
+    let (Some(policy), true, Some((leaf, intermediates))) =
+        (&host.policy, host.permissive, chain.split_first())
+    else {
+        return Verification::Success;
+    };
+    match policy.verify(leaf, intermediates, UnixTime::now()) {
+        Ok(()) => Verification::Success,
+        Err(failure) => Verification::Failed(failure.reason().to_owned()),
     }
 }

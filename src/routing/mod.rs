@@ -14,6 +14,7 @@ use fancy_regex::{Captures, Regex};
 use http::{HeaderValue, Method};
 
 use crate::config::xs_app::{AuthenticationType, ScopeRule};
+use crate::inbound::route_rules::ClientCertificateRule;
 use rewrite::TargetTemplate;
 
 /// Where a route's destination name comes from.
@@ -58,6 +59,8 @@ pub struct Route {
     pub backend_cookies_to_browser: bool,
     /// `dynamicIdentityProvider`: a request's `sap_idp` parameter picks the identity provider.
     pub dynamic_identity_provider: bool,
+    /// `clientCertificate`: the client certificate the route needs.
+    pub client_certificate: Option<ClientCertificateRule>,
 }
 
 /// Compile-time inputs of a route, already validated by the config module.
@@ -75,6 +78,7 @@ pub struct RouteSpec {
     pub identity_provider: Option<String>,
     pub backend_cookies_to_browser: bool,
     pub dynamic_identity_provider: bool,
+    pub client_certificate: Option<ClientCertificateRule>,
 }
 
 impl Route {
@@ -112,6 +116,7 @@ impl Route {
             identity_provider: spec.identity_provider,
             backend_cookies_to_browser: spec.backend_cookies_to_browser,
             dynamic_identity_provider: spec.dynamic_identity_provider,
+            client_certificate: spec.client_certificate,
         })
     }
 
@@ -275,6 +280,7 @@ mod tests {
             identity_provider: None,
             backend_cookies_to_browser: false,
             dynamic_identity_provider: false,
+            client_certificate: None,
         }
     }
 

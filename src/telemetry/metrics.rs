@@ -1,6 +1,6 @@
 //! Metrics in the Prometheus text format: requests by route, destination and status, upstream
 //! latency per destination, token cache and token-service counters, and the seconds until each
-//! bound client certificate expires. Recording is a read lock plus an atomic add on the hot path.
+//! bound client certificate expires, inbound client-certificate verification results. Recording is a read lock plus an atomic add on the hot path.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::inbound::verify_result::VerificationCounters;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 11] = [
@@ -42,6 +44,8 @@ impl Histogram {
 pub struct Metrics {
     requests: RwLock<HashMap<RequestKey, AtomicU64>>,
     upstream: RwLock<HashMap<Arc<str>, Arc<Histogram>>>,
+    /// Inbound client-certificate verification results, counted by the HTTPS listener.
+    pub client_certificates: Arc<VerificationCounters>,
 }
 
 /// Values read at scrape time from elsewhere.
@@ -168,6 +172,14 @@ impl Metrics {
                 "xsrouter_client_certificate_expiry_seconds{{service=\"{service}\"}} {seconds}"
             );
         }
+        out.push_str("# HELP xsrouter_inbound_client_certificates_total Client certificates verified by the HTTPS listener, by result (success, failed, none) and failure reason.\n");
+        out.push_str("# TYPE xsrouter_inbound_client_certificates_total counter\n");
+        for (result, reason, count) in self.client_certificates.snapshot() {
+            let _ = writeln!(
+                out,
+                "xsrouter_inbound_client_certificates_total{{result=\"{result}\",reason=\"{reason}\"}} {count}"
+            );
+        }
         out
     }
 }
@@ -183,6 +195,26 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_inbound_client_certificate_counters() {
+        use crate::inbound::verify_result::VerifyFailure;
+        let m = Metrics::default();
+        m.client_certificates.success();
+        m.client_certificates.none();
+        m.client_certificates.failed(VerifyFailure::Revoked);
+        m.client_certificates.failed(VerifyFailure::Revoked);
+        let text = m.render(&Gauges::default());
+        for line in [
+            "# TYPE xsrouter_inbound_client_certificates_total counter\n",
+            "xsrouter_inbound_client_certificates_total{result=\"success\",reason=\"\"} 1\n",
+            "xsrouter_inbound_client_certificates_total{result=\"none\",reason=\"\"} 1\n",
+            "xsrouter_inbound_client_certificates_total{result=\"failed\",reason=\"revoked\"} 2\n",
+            "xsrouter_inbound_client_certificates_total{result=\"failed\",reason=\"crl_expired\"} 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {

@@ -76,11 +76,13 @@ impl DestinationTokens {
                 .bindings
                 .auth_service(AuthServiceKind::Ias, &runtime.env, &mut scratch)
             {
+                // Destination service destinations may name a dependency too.
                 Some(binding)
-                    if runtime
-                        .destinations
-                        .values()
-                        .any(|d| d.ias_dependency_name.is_some()) =>
+                    if runtime.destination_service.is_some()
+                        || runtime
+                            .destinations
+                            .values()
+                            .any(|d| d.ias_dependency_name.is_some()) =>
                 {
                     let endpoint = TokenEndpoint::for_binding(
                         AuthServiceKind::Ias,

@@ -17,6 +17,9 @@ pub enum ClientAuth {
     Basic(String, Secret),
     /// The bound identity's certificate over mTLS; only `client_id` goes in the form.
     Certificate(AuthServiceKind),
+    /// Another binding's own certificate (e.g. the Destination service's): this client presents
+    /// it over mTLS; only `client_id` goes in the form.
+    OwnCertificate(reqwest::Client),
 }
 
 /// The token URL, fixed or found through OpenID discovery (IAS).

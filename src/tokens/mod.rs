@@ -239,7 +239,7 @@ impl TokenService {
         self.cache.invalidate_all();
     }
 
-    fn client_for(&self, auth: &ClientAuth) -> Result<&reqwest::Client, TokenError> {
+    fn client_for<'a>(&'a self, auth: &'a ClientAuth) -> Result<&'a reqwest::Client, TokenError> {
         match auth {
             ClientAuth::Certificate(AuthServiceKind::Xsuaa) => {
                 self.xsuaa.as_ref().ok_or(TokenError::NoCertificate)
@@ -247,6 +247,7 @@ impl TokenService {
             ClientAuth::Certificate(AuthServiceKind::Ias) => {
                 self.ias.as_ref().ok_or(TokenError::NoCertificate)
             }
+            ClientAuth::OwnCertificate(client) => Ok(client),
             _ => Ok(&self.plain),
         }
     }

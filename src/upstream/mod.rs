@@ -95,6 +95,16 @@ impl UpstreamClient {
         })
     }
 
+    /// The client of a destination looked up in the Destination service (built when it is looked
+    /// up).
+    pub fn for_service_destination(
+        destination: &Destination,
+        roots: &Arc<RootCertStore>,
+        identity: Option<Arc<dyn ResolvesClientCert>>,
+    ) -> Result<Self, UpstreamError> {
+        Self::build(destination, roots, identity)
+    }
+
     /// The upstream URL for a rewritten request URL (path and query).
     pub fn url_for(&self, rewritten: &str) -> String {
         let path = rewritten.trim_start_matches('/');

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod destination_service;
 pub mod mtls;
 pub mod pki;
 pub mod process;

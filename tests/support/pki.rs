@@ -1,11 +1,14 @@
-//! Test PKI made with rcgen: root → intermediate → leaf chains, server certificates, and the
-//! private key in each PEM form a binding may carry (EC: PKCS#8, SEC1; RSA: PKCS#8, PKCS#1).
+//! Test PKI made with rcgen: root → intermediate → leaf chains, server certificates, CRLs, and
+//! the private key in each PEM form a binding may carry (EC: PKCS#8, SEC1; RSA: PKCS#8, PKCS#1).
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevocationReason, RevokedCertParams, SerialNumber,
 };
 
 /// The PEM form of a private key.
@@ -35,6 +38,21 @@ pub struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     pub cn: String,
+    /// The serial number (unique in the test binary), for CRLs.
+    pub serial: u64,
+}
+
+/// Serial numbers unique within one test binary.
+fn next_serial() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1000);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Whether a CRL is current or already past its `nextUpdate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlValidity {
+    Current,
+    Expired,
 }
 
 fn name(cn: &str) -> DistinguishedName {
@@ -91,21 +109,51 @@ impl Pki {
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from(serial));
         let cert = params.signed_by(&key, &self.intermediate).expect("leaf");
         Leaf {
             cert_pem: cert.pem(),
             key_pem,
             cn: cn.to_owned(),
+            serial,
+        }
+    }
+
+    /// A client leaf like [`Pki::client`] whose validity ended on 2 January 2020.
+    pub fn expired_client(&self, cn: &str, form: KeyForm) -> Leaf {
+        let (key, key_pem) = key_in(form);
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = name(cn);
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2020, 1, 2);
+        let serial = next_serial();
+        params.serial_number = Some(SerialNumber::from(serial));
+        let cert = params.signed_by(&key, &self.intermediate).expect("leaf");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem,
+            cn: cn.to_owned(),
+            serial,
         }
     }
 
     /// A server certificate for 127.0.0.1 and localhost: (chain PEM leaf + intermediate, key PEM).
     pub fn server(&self) -> (String, String) {
+        self.server_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// A server certificate for `names` (the first is the CN): (chain PEM leaf + intermediate,
+    /// key PEM).
+    pub fn server_for(&self, names: &[&str]) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("params");
-        params.distinguished_name = name("localhost");
+        params.distinguished_name = name(names.first().copied().unwrap_or("localhost"));
         params.use_authority_key_identifier_extension = true;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.intermediate).expect("server");
@@ -114,6 +162,59 @@ impl Pki {
             key.serialize_pem(),
         )
     }
+}
+
+impl Pki {
+    /// A PEM CRL signed by the intermediate CA (it covers the leaves), revoking `revoked`.
+    pub fn leaf_crl(&self, revoked: &[&Leaf], validity: CrlValidity) -> String {
+        crl(
+            &self.intermediate,
+            revoked.iter().map(|l| l.serial),
+            validity,
+        )
+    }
+
+    /// A PEM CRL signed by the root CA (it covers the intermediate), revoking nothing.
+    pub fn intermediate_crl(&self, validity: CrlValidity) -> String {
+        crl(&self.root, std::iter::empty(), validity)
+    }
+}
+
+/// A CRL issued an hour ago (two days ago when expired), next update in a day (yesterday).
+fn crl(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    serials: impl Iterator<Item = u64>,
+    validity: CrlValidity,
+) -> String {
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock");
+    let day = Duration::from_secs(86_400);
+    let (this_update, next_update) = match validity {
+        CrlValidity::Current => (now - Duration::from_secs(3600), now + day),
+        CrlValidity::Expired => (now - 2 * day, now - day),
+    };
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(next_serial()),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .map(|serial| RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: this_update,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params
+        .signed_by(issuer)
+        .expect("CRL")
+        .pem()
+        .expect("CRL PEM")
 }
 
 impl Pki {

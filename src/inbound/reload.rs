@@ -1,0 +1,142 @@
+//! Hot reload of the HTTPS listener's files — server certificates and keys, client CA bundles,
+//! pinned issuers and CRLs — without a restart. [`LiveTls`] holds the current [`TlsSites`]
+//! behind a lock-free swap that every accepted connection reads once; [`watch`] re-checks the
+//! files on the credentials poll interval and on SIGHUP. Only files whose size or modification
+//! time changed trigger a rebuild (so TLS session resumption survives quiet polls); a new set
+//! that does not build is logged (file and reason, never contents) and the old one stays.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use super::server_config::{SiteError, TlsSites};
+use super::verify_result::VerificationCounters;
+use crate::config::inbound_tls::{InboundTls, TlsSite};
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reloaded {
+    /// No file changed.
+    Unchanged,
+    /// The files changed and the new sites are in use for new connections.
+    Replaced,
+    /// The files changed but do not build; the previous sites stay in use.
+    Rejected,
+}
+
+/// Size and modification time of every file, in configuration order.
+type Fingerprint = Vec<Option<(u64, SystemTime)>>;
+
+/// The listener's current TLS sites.
+#[derive(Debug)]
+pub struct LiveTls {
+    current: ArcSwap<TlsSites>,
+    settings: InboundTls,
+    counters: Arc<VerificationCounters>,
+    /// The fingerprint of the files last tried (built or rejected).
+    seen: Mutex<Fingerprint>,
+}
+
+impl LiveTls {
+    /// Builds the sites of `settings` now.
+    pub fn new(
+        settings: &InboundTls,
+        counters: Arc<VerificationCounters>,
+    ) -> Result<Self, Vec<SiteError>> {
+        let seen = fingerprint(settings);
+        let sites = TlsSites::build(settings, &counters)?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(sites),
+            settings: settings.clone(),
+            counters,
+            seen: Mutex::new(seen),
+        })
+    }
+
+    /// The sites for a new connection.
+    pub fn current(&self) -> Arc<TlsSites> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the files if any changed, and swaps in the new sites if they build.
+    pub fn reload(&self) -> Reloaded {
+        let now = fingerprint(&self.settings);
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return Reloaded::Unchanged;
+            };
+            if *seen == now {
+                return Reloaded::Unchanged;
+            }
+            *seen = now;
+        }
+        match TlsSites::build(&self.settings, &self.counters) {
+            Ok(sites) => {
+                self.current.store(Arc::new(sites));
+                tracing::info!(
+                    "inbound TLS files changed: new server certificates, CA bundles and CRLs in use for new connections"
+                );
+                Reloaded::Replaced
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::error!(site = ?error.site, file = %error.error.file.display(), reason = %error.error.reason, "inbound TLS files rejected; keeping the current ones");
+                }
+                Reloaded::Rejected
+            }
+        }
+    }
+}
+
+fn site_files(site: &TlsSite) -> impl Iterator<Item = &PathBuf> {
+    let auth = &site.client_auth;
+    [&site.cert_file, &site.key_file]
+        .into_iter()
+        .chain(&auth.ca_files)
+        .chain(&auth.allowed_issuer_files)
+        .chain(&auth.crl_files)
+}
+
+fn fingerprint(settings: &InboundTls) -> Fingerprint {
+    settings
+        .server
+        .iter()
+        .chain(&settings.sni_sites)
+        .flat_map(site_files)
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}
+
+/// Reloads every `interval` and on SIGHUP, until the task is dropped or aborted.
+pub async fn watch(live: Arc<LiveTls>, interval: Duration) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<()>();
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = hup => tracing::info!("SIGHUP: re-reading the inbound TLS files"),
+        }
+        let live = live.clone();
+        // File reads and PEM parsing stay off the request-serving threads.
+        let _ = tokio::task::spawn_blocking(move || live.reload()).await;
+    }
+}
