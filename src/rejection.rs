@@ -12,10 +12,18 @@ pub enum Rejection {
     Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound(&'static str),
-    MethodNotAllowed { allow: String },
+    MethodNotAllowed {
+        allow: String,
+    },
     BadGateway(&'static str),
     GatewayTimeout,
     ServiceUnavailable(&'static str),
+    /// The request target is longer than `XSROUTER_MAX_URL_LENGTH`.
+    UriTooLong,
+    /// The body is larger than `XSROUTER_MAX_BODY_SIZE`.
+    PayloadTooLarge,
+    /// The request head is larger than `XSROUTER_MAX_HEADER_SIZE`.
+    HeaderFieldsTooLarge,
 }
 
 impl Rejection {
@@ -29,6 +37,9 @@ impl Rejection {
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UriTooLong => StatusCode::URI_TOO_LONG,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeaderFieldsTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -42,6 +53,9 @@ impl Rejection {
             | Self::ServiceUnavailable(r) => r,
             Self::MethodNotAllowed { .. } => "Method Not Allowed",
             Self::GatewayTimeout => "Gateway Timeout",
+            Self::UriTooLong => "URI Too Long",
+            Self::PayloadTooLarge => "Payload Too Large",
+            Self::HeaderFieldsTooLarge => "Request Header Fields Too Large",
         }
     }
 

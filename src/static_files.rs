@@ -30,6 +30,8 @@ pub struct StaticRequest<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub cache_control: Option<&'a HeaderValue>,
+    /// The route's `replace`: matching files are rendered with its values.
+    pub replace: Option<&'a crate::replacements::Replacements>,
 }
 
 pub async fn serve(req: StaticRequest<'_>) -> Response {
@@ -47,11 +49,13 @@ pub async fn serve(req: StaticRequest<'_>) -> Response {
     let Ok(mut meta) = tokio::fs::metadata(&file).await else {
         return not_found();
     };
+    let mut served_index = false;
     if meta.is_dir() {
         if !req.request_path.ends_with('/') {
             return redirect_to_directory(req.request_path, req.request_query);
         }
         file.push(INDEX_FILE);
+        served_index = true;
         meta = match tokio::fs::metadata(&file).await {
             Ok(meta) if meta.is_file() => meta,
             _ => return not_found(),
@@ -64,6 +68,24 @@ pub async fn serve(req: StaticRequest<'_>) -> Response {
     }
     if !meta.is_file() {
         return not_found();
+    }
+    if let Some(replace) = req.replace {
+        // Suffixes are matched against the URL path, `index.html` included for directories.
+        let named = if served_index {
+            std::borrow::Cow::Owned(format!("{}/{INDEX_FILE}", path.trim_end_matches('/')))
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
+        if replace.applies_to(&named) {
+            return crate::replacements::serve_rendered(
+                &file,
+                replace,
+                req.method,
+                content_type(&file),
+                req.cache_control,
+            )
+            .await;
+        }
     }
     let modified = meta.modified().ok();
     let etag = etag(meta.len(), modified);

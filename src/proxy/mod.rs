@@ -131,7 +131,9 @@ impl Forward<'_> {
             Ok(Err(err)) => {
                 tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
 
-                return Err(if err.is_timeout() {
+                return Err(if crate::limits::is_body_limit(&err) {
+                    Rejection::PayloadTooLarge
+                } else if err.is_timeout() {
                     Rejection::GatewayTimeout
                 } else {
                     Rejection::BadGateway("Bad Gateway")

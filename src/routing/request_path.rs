@@ -42,6 +42,9 @@ fn check_segments(path: &str) -> Result<(), PathRejection> {
         return Err(PathRejection::ForbiddenCharacter);
     }
     for segment in path.split(['/', '\\']) {
+        // `..;x` is `..` with a path parameter to servlet containers (Tomcat, Jetty): a public
+        // route's backend would resolve it to another path.
+        let segment = segment.split(';').next().unwrap_or(segment);
         if segment == "." || segment == ".." {
             return Err(PathRejection::DotSegment);
         }
@@ -64,6 +67,9 @@ mod tests {
             "/a%20b",
             "/.well-known/x",
             "/a/.hidden",
+            "/a;b/c",
+            "/a/x;jsessionid=1",
+            "/a/...;/b",
         ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
@@ -78,6 +84,12 @@ mod tests {
             "/%2e%2e/x",
             "/a/%2E%2e/b",
             "/%252e%252e/x",
+            "/a/..;/b",
+            "/a/..;x=1/b",
+            "/a/.;/b",
+            "/a/%2e%2e;/b",
+            "/a/..%3b/b",
+            "/a/%2e%2e%3bjsessionid=1/b",
             "/..%2fetc",
             "/%2f..%2fetc/passwd",
             "/..%5c..%5cetc",

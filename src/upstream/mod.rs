@@ -44,6 +44,9 @@ pub enum UpstreamError {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// HTTP/1.1 only, for WebSocket upgrades (built only when xs-app.json enables websockets):
+    /// an upgrade needs HTTP/1.1, which ALPN might otherwise negotiate away.
+    websocket: Option<reqwest::Client>,
     /// The destination URL without trailing slash, ready to have a path appended.
     base: Arc<str>,
 }
@@ -53,6 +56,7 @@ impl UpstreamClient {
         destination: &Destination,
         roots: &Arc<RootCertStore>,
         identity: Option<Arc<dyn ResolvesClientCert>>,
+        websockets: bool,
     ) -> Result<Self, UpstreamError> {
         let tls = tls::client_config(roots.clone(), destination.strict_ssl, identity).map_err(
             |source| UpstreamError::Tls {
@@ -60,28 +64,14 @@ impl UpstreamClient {
                 source,
             },
         )?;
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .connect_timeout(destination.timeout);
-        builder = match &destination.proxy {
-            Some(proxy) => {
-                builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|source| {
-                    UpstreamError::Client {
-                        destination: destination.name.clone(),
-                        source,
-                    }
-                })?)
-            }
-            None => builder.no_proxy(),
+        let websocket = if websockets {
+            let mut tls = tls.clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(http_client(destination, tls, true)?)
+        } else {
+            None
         };
-        let http = builder.build().map_err(|source| UpstreamError::Client {
-            destination: destination.name.clone(),
-            source,
-        })?;
+        let http = http_client(destination, tls, false)?;
         let mut base = destination.url.as_str().trim_end_matches('/').to_owned();
         // WebSocket destinations are reached over HTTP(S) for ordinary requests.
         if let Some(rest) = base.strip_prefix("ws://") {
@@ -91,18 +81,19 @@ impl UpstreamClient {
         }
         Ok(Self {
             http,
+            websocket,
             base: base.into(),
         })
     }
 
     /// The client of a destination looked up in the Destination service (built when it is looked
-    /// up).
+    /// up; no WebSocket upgrades yet).
     pub fn for_service_destination(
         destination: &Destination,
         roots: &Arc<RootCertStore>,
         identity: Option<Arc<dyn ResolvesClientCert>>,
     ) -> Result<Self, UpstreamError> {
-        Self::build(destination, roots, identity)
+        Self::build(destination, roots, identity, false)
     }
 
     /// The upstream URL for a rewritten request URL (path and query).
@@ -118,6 +109,42 @@ impl UpstreamClient {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+
+    /// The HTTP/1.1 client for WebSocket upgrades, when websockets are enabled.
+    pub fn websocket(&self) -> Option<&reqwest::Client> {
+        self.websocket.as_ref()
+    }
+}
+
+/// A pooled reqwest client with the destination's TLS, proxy and connect timeout.
+fn http_client(
+    destination: &Destination,
+    tls: rustls::ClientConfig,
+    http1_only: bool,
+) -> Result<reqwest::Client, UpstreamError> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .connect_timeout(destination.timeout);
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    builder = match &destination.proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|source| {
+            UpstreamError::Client {
+                destination: destination.name.clone(),
+                source,
+            }
+        })?),
+        None => builder.no_proxy(),
+    };
+    builder.build().map_err(|source| UpstreamError::Client {
+        destination: destination.name.clone(),
+        source,
+    })
 }
 
 /// The clients of one destination.
@@ -150,6 +177,7 @@ impl Upstreams {
             }
         })?);
         let identities = Arc::new(IdentityStore::new(&runtime.identities));
+        let websockets = runtime.websockets.enabled;
         let mut clients = HashMap::new();
         for (name, destination) in &runtime.destinations {
             let entry = if destination.forward_auth_certificates {
@@ -158,7 +186,7 @@ impl Upstreams {
                         .get(kind)
                         .map(|identity| {
                             let resolver: Arc<dyn ResolvesClientCert> = identity.clone();
-                            UpstreamClient::build(destination, &roots, Some(resolver))
+                            UpstreamClient::build(destination, &roots, Some(resolver), websockets)
                         })
                         .transpose()
                 };
@@ -167,7 +195,12 @@ impl Upstreams {
                     ias: with(AuthServiceKind::Ias)?,
                 }
             } else {
-                DestinationClients::Plain(UpstreamClient::build(destination, &roots, None)?)
+                DestinationClients::Plain(UpstreamClient::build(
+                    destination,
+                    &roots,
+                    None,
+                    websockets,
+                )?)
             };
             clients.insert(name.clone(), entry);
         }
@@ -216,6 +249,7 @@ mod tests {
         crate::install_crypto_provider();
         let client = UpstreamClient {
             http: reqwest::Client::new(),
+            websocket: None,
             base: "http://h:1/base".into(),
         };
         assert_eq!(client.url_for("/v1/x?q=1"), "http://h:1/base/v1/x?q=1");
