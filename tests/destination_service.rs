@@ -198,8 +198,13 @@ async fn user_token_exchange_sends_the_users_token_to_the_service() {
     let mut destination = s.client_credentials("orders");
     destination["Authentication"] = json!("OAuth2UserTokenExchange");
     s.ds.put(destination);
+    let mut forwarding = s.plain("forwarding");
+    forwarding["HTML5.ForwardAuthToken"] = json!("true");
+    s.ds.put(forwarding);
     let dir = WorkDir::new(&json!({
         "routes": [{"source": "^/orders/(.*)$", "target": "/$1", "destination": "orders",
+                    "authenticationType": "xsuaa", "csrfProtection": false},
+                   {"source": "^/forwarding/(.*)$", "target": "/$1", "destination": "forwarding",
                     "authenticationType": "xsuaa", "csrfProtection": false}]
     }));
     let vcap = json!({
@@ -254,6 +259,56 @@ async fn user_token_exchange_sends_the_users_token_to_the_service() {
     let lookups = s.ds.lookups();
     assert_eq!(lookups.len(), 3, "bob gets his own lookup: {lookups:?}");
     assert_eq!(lookups[2].user_token.as_deref(), Some(bob.as_str()));
+
+    // NoAuthentication with HTML5.ForwardAuthToken: the user's own token, one shared lookup.
+    for user in [&alice, &bob] {
+        let (status, body) = get(
+            &router,
+            "/forwarding/x",
+            &[("x-approuter-authorization", &as_user(user))],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(&bearer(&echo(&body)), user);
+    }
+    let forwarding: Vec<_> =
+        s.ds.lookups()
+            .into_iter()
+            .filter(|l| l.name == "forwarding")
+            .collect();
+    assert_eq!(forwarding.len(), 1, "{forwarding:?}");
+    assert_eq!(
+        forwarding[0].user_token, None,
+        "no X-user-token for types that do not need it"
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_certificates_presents_the_routers_identity() {
+    let s = setup().await;
+    let mtls = support::mtls::start(&s.server_pki, &s.client_pki, 0).await;
+    let leaf = s.client_pki.client("router-identity", KeyForm::EcPkcs8);
+    s.ds.put_with_files(
+        json!({"Name": "orders", "Type": "HTTP", "URL": mtls.url(), "ProxyType": "Internet",
+               "Authentication": "NoAuthentication", "HTML5.ForwardAuthCertificates": "true",
+               "TrustStoreLocation": "server.pem"}),
+        vec![(
+            "server.pem".to_owned(),
+            s.server_pki.root_pem().into_bytes(),
+        )],
+    );
+    let dir = public_app();
+    let vcap = json!({
+        "destination": [s.ds.binding(&s.ts, DEST_SECRET)],
+        "xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"], "credentials": {
+            "clientid": ROUTER_CLIENT, "credential-type": "x509", "url": s.ts.url,
+            "certurl": s.ts.cert_url, "xsappname": APP,
+            "certificate": leaf.chain_pem(&s.client_pki), "key": leaf.key_pem}}]
+    });
+    let router = Router::start(dir.path(), &[("VCAP_SERVICES", vcap.to_string())]).await;
+    let (status, body) = get(&router, "/orders/x", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echo(&body)["chain"][0], "router-identity");
 }
 
 #[tokio::test]
@@ -592,4 +647,55 @@ async fn unknown_names_need_a_binding_at_start_up() {
     // With the binding, the same routes start.
     let router = Router::start(dir.path(), &s.env()).await;
     assert_eq!(get(&router, "/orders/x", &[]).await.0, 404);
+}
+
+#[tokio::test]
+async fn ias_dependency_of_a_service_destination_is_exchanged() {
+    let s = setup().await;
+    s.ts.register_client("ias-client", Some("ias-secret"), None);
+    let vcap = json!({
+        "destination": [s.ds.binding(&s.ts, DEST_SECRET)],
+        "identity": [{"name": "ias", "label": "identity", "credentials": {
+            "clientid": "ias-client", "clientsecret": "ias-secret", "url": s.ts.url}}]
+    });
+    let dir = WorkDir::new(&json!({"authenticationMethod": "none", "routes": []}));
+    let runtime =
+        support::load_runtime(dir.path(), &[("VCAP_SERVICES", vcap.to_string())]).expect("runtime");
+    assert!(
+        runtime.destinations.is_empty(),
+        "no destination names a dependency at start-up"
+    );
+    let state = xsrouter::pipeline::AppState::build(runtime)
+        .await
+        .expect("state");
+    let configuration = json!({"Name": "orders", "URL": s.backend.url(),
+                               "HTML5.IASDependencyName": "orders-api"});
+    let parsed = xsrouter::destination_service::configuration::parse(
+        "orders",
+        configuration.as_object().expect("object"),
+    )
+    .expect("usable");
+    let user = xsrouter::secret::Secret::new(s.ts.issue_user_token(
+        "carol",
+        "ias-client",
+        &["openid"],
+        3600,
+    ));
+    let header = state
+        .tokens()
+        .authorization(&parsed.destination, Some(&user))
+        .await
+        .expect("exchange")
+        .expect("header");
+    let claims = s.ts.claims(header.expose().trim_start_matches("Bearer "));
+    assert_eq!(claims["user_name"], "carol");
+    let exchange =
+        s.ts.requests()
+            .into_iter()
+            .find(|r| r.client_id() == Some("ias-client"))
+            .expect("an exchange at the IAS binding");
+    assert_eq!(
+        exchange.form.get("resource").map(String::as_str),
+        Some("urn:sap:identity:application:provider:name:orders-api")
+    );
 }
