@@ -17,7 +17,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use support::pki::{KeyForm, Leaf, Pki};
+use support::pki::{CrlValidity, KeyForm, Leaf, Pki};
 use support::upstream::{self, Upstream};
 use support::{Router, WorkDir};
 
@@ -382,7 +382,7 @@ async fn reverification_refuses_a_certificate_of_an_unknown_ca() {
     assert_eq!(header(&headers, "ssl-client-s-dn"), None, "{headers}");
     assert_eq!(
         one(&headers, "ssl-client-verify"),
-        Some("FAILED:unknown issuer")
+        Some("FAILED:unable to get local issuer certificate")
     );
     for route in ["/required/x", "/optional/x", "/alice/x"] {
         let (status, body) = send(&proxy, &router.url(route), &sent).await;
@@ -403,6 +403,43 @@ async fn reverification_refuses_a_certificate_of_an_unknown_ca() {
     let (status, headers) = send(&proxy, &believing.url("/required/x"), &sent).await;
     assert_eq!(status, 200);
     assert_eq!(one(&headers, XFCC), Some(element(&mallory).as_str()));
+}
+
+/// Re-verification is the listener's trust policy: CRLs and expiry count for forwarded
+/// certificates too.
+#[tokio::test]
+async fn revoked_and_expired_forwarded_certificates_fail() {
+    let setup = setup().await;
+    let alice = setup.clients.client("alice", KeyForm::EcPkcs8);
+    let bob = setup.clients.client("bob", KeyForm::EcPkcs8);
+    let old = setup.clients.expired_client("old", KeyForm::EcPkcs8);
+    setup
+        .dir
+        .file("crl/root.pem", setup.clients.intermediate_crl(CrlValidity::Current));
+    setup.dir.file(
+        "crl/leaves.pem",
+        setup.clients.leaf_crl(&[&bob], CrlValidity::Current),
+    );
+    let router = setup
+        .router(&[(
+            "XSROUTER_CLIENT_CRL",
+            format!("{}:{}", setup.path("crl/root.pem"), setup.path("crl/leaves.pem")),
+        )])
+        .await;
+    let proxy = client_from(PROXY_IP);
+    let with = |leaf: &Leaf| forwarded("cf", &setup.clients, leaf);
+    let (status, _) = send(&proxy, &router.url("/required/x"), &with(&alice)).await;
+    assert_eq!(status, 200);
+    for (leaf, reason) in [
+        (&bob, "FAILED:certificate revoked"),
+        (&old, "FAILED:certificate has expired"),
+    ] {
+        let (status, _) = send(&proxy, &router.url("/required/x"), &with(leaf)).await;
+        assert_eq!(status, 403, "{}", leaf.cn);
+        let (_, headers) = send(&proxy, &router.url("/open/x"), &with(leaf)).await;
+        assert_eq!(one(&headers, "ssl-client-verify"), Some(reason));
+        assert_eq!(header(&headers, XFCC), None);
+    }
 }
 
 #[tokio::test]
@@ -776,8 +813,7 @@ async fn client_certificate_rules_are_validated_with_json_paths() {
         support::destinations(&[("backend", "http://127.0.0.1:1".to_owned())]),
     )];
     let err = support::load_runtime(dir.path(), &env)
-        .err()
-        .expect("configuration refused")
+        .expect_err("configuration refused")
         .to_string();
     for want in [
         "$.routes[0].clientCertificate: must be `required` or `optional`",

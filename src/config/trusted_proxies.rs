@@ -10,13 +10,15 @@
 //!   `xfcc` (either XFCC form), `rfc9440`, `nginx` (`ssl-client-escaped-cert`, or
 //!   `nginx:<header>`), `traefik`.
 //! - `XSROUTER_FORWARDED_CLIENT_CERT_VERIFY`: `reverify` (default: verify the forwarded
-//!   certificate again against `XSROUTER_CLIENT_CA`) or `trust-proxy`.
+//!   certificate again with the listener's trust policy — `XSROUTER_CLIENT_CA`, and
+//!   `XSROUTER_CLIENT_ISSUERS` / `XSROUTER_CLIENT_CRL` — or `trust-proxy`.
+
+use std::path::PathBuf;
 
 use http::HeaderName;
-use rustls::pki_types::CertificateDer;
 
 use super::environment::Environment;
-use super::inbound_tls::{ClientCertMode, InboundTls};
+use super::inbound_tls::{ClientAuth, ClientCertMode, InboundTls};
 use super::problem::{Problems, index};
 use crate::inbound::forwarded::ForwardedFormat;
 use crate::inbound::headers_out::is_client_cert_header;
@@ -30,6 +32,8 @@ pub const TRUSTED_PROXY_CERTS: &str = "XSROUTER_TRUSTED_PROXY_CERTS";
 pub const FORWARDED_CLIENT_CERT: &str = "XSROUTER_FORWARDED_CLIENT_CERT";
 pub const FORWARDED_CLIENT_CERT_VERIFY: &str = "XSROUTER_FORWARDED_CLIENT_CERT_VERIFY";
 const CLIENT_CA: &str = "XSROUTER_CLIENT_CA";
+const CLIENT_ISSUERS: &str = "XSROUTER_CLIENT_ISSUERS";
+const CLIENT_CRL: &str = "XSROUTER_CLIENT_CRL";
 
 /// The trusted proxies, or `None` when none are configured (then every client-certificate
 /// header is stripped).
@@ -87,7 +91,7 @@ pub fn from_env(
         }
     };
     let verification = match verify.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("reverify") => reverifier(env, &inbound.client_cas, problems),
+        None | Some("reverify") => reverifier(env, inbound, problems),
         Some("trust-proxy") => Some(ForwardedVerification::TrustProxy),
         Some(other) => {
             problems.push(
@@ -108,7 +112,7 @@ pub fn from_env(
 
 fn reverifier(
     env: &Environment,
-    anchors: &[CertificateDer<'static>],
+    inbound: &InboundTls,
     problems: &mut Problems,
 ) -> Option<ForwardedVerification> {
     if env.non_empty(CLIENT_CA).is_none() {
@@ -122,17 +126,40 @@ fn reverifier(
         );
         return None;
     }
-    if anchors.is_empty() {
-        // The bundle problems are reported where the bundles are read.
-        return None;
-    }
-    match ForwardedCertVerifier::new(anchors) {
+    // The listener's own policy when there is one; behind a plain-HTTP proxy the same files
+    // with the default revocation options.
+    let auth = match &inbound.server {
+        Some(site) => site.client_auth.clone(),
+        None => ClientAuth {
+            ca_files: files(env, CLIENT_CA),
+            allowed_issuer_files: files(env, CLIENT_ISSUERS),
+            crl_files: files(env, CLIENT_CRL),
+            ..ClientAuth::default()
+        },
+    };
+    match ForwardedCertVerifier::new(&auth) {
         Ok(verifier) => Some(ForwardedVerification::Reverify(verifier)),
         Err(err) => {
-            problems.push(&env.origin(CLIENT_CA), "$", err.to_string());
+            // With the HTTPS listener the same files are reported where it reads them.
+            if inbound.server.is_none() {
+                problems.push(&env.origin(CLIENT_CA), "$", err.to_string());
+            }
             None
         }
     }
+}
+
+/// A `:`-separated list of files.
+fn files(env: &Environment, key: &str) -> Vec<PathBuf> {
+    env.non_empty(key)
+        .map(|list| {
+            list.split(':')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Items of a comma list, trimmed, empty ones left out, with their positions.

@@ -1,6 +1,6 @@
-//! Re-verification of a certificate a trusted proxy forwarded: the same WebPKI client-certificate
-//! check the TLS listener runs in the handshake (rustls `WebPkiClientVerifier`, ring provider),
-//! against the router's client CA bundles, with the intermediates the proxy forwarded.
+//! Re-verification of a certificate a trusted proxy forwarded: the same [`TrustPolicy`] the TLS
+//! listener applies in the handshake (CA bundles with their intermediates, pinned issuers, chain
+//! depth, CRLs), with the intermediates the proxy forwarded, for client-auth usage.
 //!
 //! Proxies such as Envoy without `trusted_ca`, nginx `optional_no_ca` or Azure Application
 //! Gateway in passthrough pass certificates they never verified; re-verifying is the default.
@@ -8,29 +8,17 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
 
 use super::client_cert::ClientCertificate;
 use super::headers_out::Verification;
+use super::trust::{MaterialError, TrustPolicy};
+use crate::config::inbound_tls::ClientAuth;
 
-/// Why the verifier could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ReverifyError {
-    #[error("no CA certificate to verify forwarded client certificates against")]
-    NoAnchors,
-    #[error("CA certificate {index} is not usable as a trust anchor: {source}")]
-    Anchor { index: usize, source: rustls::Error },
-    #[error("client certificate verifier: {0}")]
-    Builder(#[from] rustls::server::VerifierBuilderError),
-}
-
-/// Verifies forwarded client certificates against fixed trust anchors.
+/// Verifies forwarded client certificates against a trust policy loaded at start-up.
 #[derive(Clone)]
 pub struct ForwardedCertVerifier {
-    verifier: Arc<dyn ClientCertVerifier>,
+    policy: Arc<TrustPolicy>,
 }
 
 impl fmt::Debug for ForwardedCertVerifier {
@@ -40,21 +28,11 @@ impl fmt::Debug for ForwardedCertVerifier {
 }
 
 impl ForwardedCertVerifier {
-    /// A verifier trusting `anchors` (every certificate of the client CA bundles).
-    pub fn new(anchors: &[CertificateDer<'static>]) -> Result<Self, ReverifyError> {
-        if anchors.is_empty() {
-            return Err(ReverifyError::NoAnchors);
-        }
-        let mut roots = RootCertStore::empty();
-        for (index, ca) in anchors.iter().enumerate() {
-            roots
-                .add(ca.clone())
-                .map_err(|source| ReverifyError::Anchor { index, source })?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-        Ok(Self { verifier })
+    /// Reads the CA bundles, pinned issuers and CRLs of `auth`.
+    pub fn new(auth: &ClientAuth) -> Result<Self, MaterialError> {
+        Ok(Self {
+            policy: Arc::new(TrustPolicy::load(auth)?),
+        })
     }
 
     /// Verifies `certificate` (leaf plus the intermediates forwarded with it) now.
@@ -62,6 +40,7 @@ impl ForwardedCertVerifier {
         self.verify_at(certificate, UnixTime::now())
     }
 
+    /// `FAILED:<reason>` uses the words nginx/OpenSSL use, as the listener's permissive mode.
     pub fn verify_at(&self, certificate: &ClientCertificate, now: UnixTime) -> Verification {
         let leaf = CertificateDer::from(certificate.leaf_der());
         let intermediates: Vec<CertificateDer<'_>> = certificate
@@ -69,33 +48,9 @@ impl ForwardedCertVerifier {
             .iter()
             .map(|der| CertificateDer::from(der.as_slice()))
             .collect();
-        match self.verifier.verify_client_cert(&leaf, &intermediates, now) {
-            Ok(_) => Verification::Success,
-            Err(err) => Verification::Failed(failure_reason(&err)),
+        match self.policy.verify(&leaf, &intermediates, now) {
+            Ok(()) => Verification::Success,
+            Err(failure) => Verification::Failed(failure.reason().to_owned()),
         }
-    }
-}
-
-/// A short reason for `FAILED:<reason>` (nginx style), without certificate contents.
-fn failure_reason(err: &rustls::Error) -> String {
-    use rustls::CertificateError as C;
-    match err {
-        rustls::Error::InvalidCertificate(cert) => match cert {
-            C::UnknownIssuer => "unknown issuer".to_owned(),
-            C::Expired | C::ExpiredContext { .. } => "certificate expired".to_owned(),
-            C::NotValidYet | C::NotValidYetContext { .. } => "certificate not yet valid".to_owned(),
-            C::Revoked => "certificate revoked".to_owned(),
-            C::BadSignature => "bad signature".to_owned(),
-            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
-                "not a client certificate".to_owned()
-            }
-            C::UnknownRevocationStatus => "unknown revocation status".to_owned(),
-            other => format!("{other:?}")
-                .split(['(', ' ', '{'])
-                .next()
-                .unwrap_or("invalid certificate")
-                .to_owned(),
-        },
-        _ => "invalid certificate".to_owned(),
     }
 }
