@@ -213,6 +213,28 @@ impl RedisServer {
         self.kill();
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as in a
+    /// network stall. [`RedisServer::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let status = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill {signal} redis-server");
+        }
+    }
+
     /// Starts it again on the same port, with the same data directory.
     pub async fn restart(&mut self) {
         self.kill();
@@ -237,6 +259,11 @@ impl RedisServer {
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server must be thawed to die.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }

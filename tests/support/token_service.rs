@@ -117,6 +117,8 @@ struct State {
     expires_in: u64,
     delay: Duration,
     fail_remaining: usize,
+    /// The next token requests answer this status, content type and body verbatim.
+    canned: Vec<(u16, &'static str, String)>,
     fail_status: u16,
 }
 
@@ -279,6 +281,7 @@ impl TokenService {
                 expires_in: 3600,
                 delay: Duration::ZERO,
                 fail_remaining: 0,
+                canned: Vec::new(),
                 fail_status: 503,
             }),
             token_requests: AtomicUsize::new(0),
@@ -376,6 +379,12 @@ impl TokenService {
         let mut state = self.state();
         state.fail_remaining = n;
         state.fail_status = status;
+    }
+
+    /// The next `n` token requests answer `status` with `body` as `content_type`, verbatim
+    /// (malformed JSON, answers without `expires_in`, ...).
+    pub fn answer_next(&self, n: usize, status: u16, content_type: &'static str, body: &str) {
+        self.state().canned = vec![(status, content_type, body.to_owned()); n];
     }
 
     /// While down, both listeners accept connections and close them at once, without an HTTP
@@ -918,6 +927,18 @@ impl Inner {
     ) -> Response {
         {
             let mut state = self.lock();
+            if !state.canned.is_empty() {
+                let (status, content_type, body) = state.canned.remove(0);
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() =
+                    http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::IM_A_TEAPOT);
+                if let Ok(value) = http::HeaderValue::from_str(content_type) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, value);
+                }
+                return response;
+            }
             if state.fail_remaining > 0 {
                 state.fail_remaining -= 1;
                 let status = state.fail_status;
