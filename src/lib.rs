@@ -15,8 +15,10 @@ pub mod inbound;
 pub mod limits;
 pub mod management;
 pub mod pipeline;
+pub mod plugins;
 pub mod proxy;
 pub mod rejection;
+pub mod replacements;
 pub mod response_headers;
 pub mod routing;
 pub mod secret;
@@ -25,6 +27,7 @@ pub mod static_files;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
+pub mod websocket;
 
 /// Makes ring the process-wide rustls provider (idempotent).
 pub fn install_crypto_provider() {

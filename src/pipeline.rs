@@ -338,6 +338,9 @@ async fn route_request(
         }
         return Ok(response);
     }
+    if let Some(response) = runtime.plugin_metadata.answer(request.method(), uri.path()) {
+        return Ok(response);
+    }
     if uri.path() == "/"
         && let Some(welcome) = &runtime.xs_app.welcome_file
     {

@@ -90,6 +90,8 @@ pub struct Runtime {
     pub websockets: crate::websocket::WebsocketSettings,
     /// `replace` of `localDir` routes, by route position in xs-app.json.
     pub replacements: BTreeMap<usize, Arc<crate::replacements::Replacements>>,
+    /// `pluginMetadataEndpoint` and the plugins it lists.
+    pub plugin_metadata: crate::plugins::PluginMetadata,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
 }
@@ -119,7 +121,16 @@ impl Runtime {
         let mut problems = Problems::default();
         env.merge_default_env(&workdir, &mut problems);
         let settings = Settings::from_env(&env, &mut problems);
-        let xs_app = xs_app::parse(&text, &xs_app_path.display().to_string(), &mut problems);
+        let mut xs_app = xs_app::parse(&text, &xs_app_path.display().to_string(), &mut problems);
+        // Plugins go in front of the routes (approuter); their positions follow xs-app.json's.
+        let first_plugin = xs_app.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
+        let (plugin_routes, plugin_metadata) = crate::plugins::load(
+            &env,
+            xs_app.plugin_metadata_endpoint.as_deref(),
+            first_plugin,
+            &mut problems,
+        );
+        xs_app.routes.splice(0..0, plugin_routes);
         let mut destinations = match env.non_empty("destinations") {
             Some(text) => destinations::parse(text, &env.origin("destinations"), &mut problems),
             None => BTreeMap::new(),
@@ -242,6 +253,7 @@ impl Runtime {
             client_cert_headers,
             websockets,
             replacements,
+            plugin_metadata,
             warnings: Vec::new(),
         })?;
         Ok(runtime.with_warnings())
@@ -484,8 +496,10 @@ impl RouteBuilder<'_> {
     }
 
     fn route(&mut self, i: usize, def: &RouteDef, xs_app: &XsApp) -> Option<Route> {
-        let path = format!("$.routes[{i}]");
-        let origin = self.origin.clone();
+        let (origin, path) = def
+            .defined_in
+            .clone()
+            .unwrap_or_else(|| (self.origin.clone(), format!("$.routes[{i}]")));
         let to = match &def.to {
             RouteTargetDef::Destination(name) => self.destination_ref(name, &origin, &path)?,
             RouteTargetDef::LocalDir(dir) => {

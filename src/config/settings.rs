@@ -60,6 +60,8 @@ pub const KEYS: &[&str] = &[
     "XSROUTER_TLS_HOSTS",
     // Parsed by websocket::origins.
     "WS_ALLOWED_ORIGINS",
+    // Parsed by plugins.
+    "plugins",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

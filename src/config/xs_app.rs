@@ -127,6 +127,9 @@ pub struct RouteDef {
     pub set_backend_session_cookies: bool,
     /// `clientCertificate`: the route needs a (matching) verified client certificate.
     pub client_certificate: Option<ClientCertificateRule>,
+    /// Where a route not written in xs-app.json comes from (origin, JSON path): the `plugins`
+    /// variable. `None` for xs-app.json routes.
+    pub defined_in: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,7 +391,7 @@ fn check_response_headers(
     }
 }
 
-fn parse_route(
+pub(crate) fn parse_route(
     value: Value,
     position: usize,
     origin: &str,
@@ -489,6 +492,7 @@ fn parse_route(
         return None;
     }
     Some(RouteDef {
+        defined_in: None,
         index: position,
         source: source?,
         target: fields.target,
