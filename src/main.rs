@@ -146,6 +146,12 @@ fn check(workdir: &Path) -> anyhow::Result<ExitCode> {
             },
         );
     }
+    if let Some(service) = &runtime.destination_service {
+        println!(
+            "Destination service `{}`: other names are looked up at {}",
+            service.instance, service.uri
+        );
+    }
     for warning in &runtime.warnings {
         println!("warning: {warning}");
     }

@@ -699,3 +699,29 @@ async fn ias_dependency_of_a_service_destination_is_exchanged() {
         Some("urn:sap:identity:application:provider:name:orders-api")
     );
 }
+
+#[tokio::test]
+async fn check_names_the_bound_destination_service() {
+    let s = setup().await;
+    let dir = public_app();
+    let mut command = std::process::Command::new(support::process::BIN);
+    command.env_clear().arg("check").arg("-w").arg(dir.path());
+    for (key, value) in s.env() {
+        command.env(key, value);
+    }
+    let output = command.output().expect("run xsrouter check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Destination service `destination-service`: other names are looked up at {}",
+            s.ds.url
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(DEST_SECRET), "no secret in the output");
+}
