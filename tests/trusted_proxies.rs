@@ -826,3 +826,41 @@ async fn client_certificate_rules_are_validated_with_json_paths() {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
 }
+
+/// On a permissive listener (no proxy) the routes decide: a certificate that failed the
+/// handshake's verification passes public routes as `FAILED:<reason>` and is refused where a
+/// rule applies.
+#[tokio::test]
+async fn route_rules_on_a_permissive_listener() {
+    let setup = setup().await;
+    let router = setup
+        .https_router(&[
+            ("XSROUTER_CLIENT_CERT_PERMISSIVE", "true".to_owned()),
+            ("XSROUTER_TRUSTED_PROXIES", "10.0.0.0/8".to_owned()),
+            ("XSROUTER_FORWARDED_CLIENT_CERT", "cf".to_owned()),
+        ])
+        .await;
+    let other = Pki::new("other");
+    let mallory = other.client("mallory", KeyForm::EcPkcs8);
+    let alice = setup.clients.client("alice", KeyForm::EcPkcs8);
+    let foreign = tls_client(&router, &setup.server, Some((&other, &mallory)));
+    let trusted = tls_client(&router, &setup.server, Some((&setup.clients, &alice)));
+    let anonymous = tls_client(&router, &setup.server, None);
+    let none: Vec<(&str, String)> = Vec::new();
+
+    let (status, headers) = send(&foreign, &https(&router, "/open/x"), &none).await;
+    assert_eq!(status, 200);
+    let verify = one(&headers, "ssl-client-verify").expect("verify status");
+    assert!(verify.starts_with("FAILED:"), "{verify}");
+    assert_eq!(header(&headers, XFCC), None);
+    for (client, path, want) in [
+        (&foreign, "/optional/x", 403),
+        (&foreign, "/required/x", 403),
+        (&anonymous, "/optional/x", 200),
+        (&anonymous, "/required/x", 403),
+        (&trusted, "/alice/x", 200),
+    ] {
+        let (status, body) = send(client, &https(&router, path), &none).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+}

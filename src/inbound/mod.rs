@@ -9,7 +9,10 @@
 //! certificates in the handshake, is [`listener`]: per-SNI sites ([`server_config`]), the trust
 //! policy with CRLs, pinning and depth ([`trust`]), the rustls verifier with permissive mode
 //! ([`verifier`]), verification results and their counters ([`verify_result`]) and hot reload
-//! of the TLS files ([`reload`]).
+//! of the TLS files ([`reload`]). Behind a front proxy: which peers are trusted
+//! ([`trusted_proxy`]), re-verification of what they forward ([`reverify`]), the request's one
+//! effective certificate and its `SUCCESS`/`FAILED`/`NONE` state ([`effective_cert`]), and the
+//! per-route `clientCertificate` rules ([`route_rules`]).
 
 pub mod client_cert;
 pub mod effective_cert;
