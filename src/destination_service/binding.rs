@@ -240,6 +240,30 @@ mod tests {
     }
 
     #[test]
+    fn binding_directory_of_type_destination() {
+        let root = tempfile::tempdir().expect("tmp");
+        let dir = root.path().join("my-destination");
+        std::fs::create_dir(&dir).expect("dir");
+        for (file, content) in [
+            ("type", "destination"),
+            ("uri", "https://destination.example"),
+            ("clientid", "sb-dest"),
+            ("clientsecret", "s3cret"),
+            ("url", "https://auth.example/"),
+        ] {
+            std::fs::write(dir.join(file), content).expect("write");
+        }
+        let env =
+            Environment::from_pairs([("SERVICE_BINDING_ROOT", root.path().display().to_string())]);
+        let mut problems = Problems::default();
+        let bindings = Bindings::load(&env, root.path(), &mut problems);
+        let found = DestinationBinding::find(&bindings, &env, &mut problems).expect("binding");
+        assert!(problems.is_empty());
+        assert_eq!(found.instance, "my-destination");
+        assert_eq!(found.token_url, "https://auth.example/oauth/token");
+    }
+
+    #[test]
     fn two_instances_are_ambiguous() {
         let (found, problems) = find(
             r#"{"destination": [{"name": "a", "credentials": {}}, {"name": "b", "credentials": {}}]}"#,
