@@ -37,7 +37,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.render_metrics(),
+        state.render_metrics().await,
     )
         .into_response()
 }

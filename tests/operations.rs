@@ -1,11 +1,13 @@
 //! Operations on the real binary: the management port (health, readiness, metrics) apart from
-//! the routes, the access log, and secrets kept out of every log line.
+//! the routes, the access log, and secrets kept out of every log line — at trace level, through
+//! login, sessions, CSRF, token fetches and exchanges, outbound mTLS and the error paths.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
+use support::browser::{Browser, bearer, echo};
 use support::pki::{KeyForm, Pki};
 use support::process::RouterProcess;
 use support::token_service::TokenService;
@@ -147,49 +149,210 @@ async fn management_port_health_metrics_and_no_secrets_in_logs() {
     );
 }
 
+const CLIENT: &str = "sb-ops!t1";
+const APP: &str = "ops!t1";
+
+/// Every line of a PEM's base64 body that is long enough to be unmistakable.
+fn pem_body_lines(pem: &str) -> Vec<String> {
+    pem.lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 40)
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test]
-async fn the_demo_serves_the_example_page_and_a_proxied_route() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let backend = xsrouter::demo::start_echo_backend(0)
-        .await
-        .expect("demo backend");
-    let runtime =
-        xsrouter::demo::demo_runtime(repo, backend.addr, xsrouter::config::Environment::default())
-            .expect("example config");
-    let state = xsrouter::demo::demo_state(runtime).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(xsrouter::server::serve(
-        listener,
-        state,
-        std::future::pending(),
-        Duration::from_secs(1),
-    ));
-    let c = client();
-    let welcome = c.get(format!("http://{addr}/")).send().await.expect("send");
-    assert_eq!(welcome.status(), 302);
-    assert_eq!(welcome.headers()["location"], "/index.html");
-    let page = c
-        .get(format!("http://{addr}/index.html"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(page.status(), 200);
-    assert!(
-        page.text()
-            .await
-            .expect("page")
-            .contains("xsrouter example")
+async fn no_secret_reaches_the_log_at_trace_level_on_any_path() {
+    let server_pki = Pki::new("Server");
+    let client_pki = Pki::new("Client");
+    let ts = TokenService::start(&server_pki, &client_pki).await;
+    let leaf = client_pki.client("router identity", KeyForm::RsaPkcs1);
+    ts.register_client(CLIENT, None, Some("router identity"));
+    ts.register_client("exchange-client", Some("EXCHANGE-CLIENT-SECRET"), None);
+    ts.set_login_user("alice", &[&format!("{APP}.Read"), "openid"]);
+    let backend = upstream::start().await;
+    let mtls_backend = support::mtls::start(&server_pki, &client_pki, 0).await;
+    let dir = WorkDir::new(&json!({
+        "routes": [
+            {"source": "^/app/(.*)$", "target": "/$1", "destination": "backend", "scope": "$XSAPPNAME.Read"},
+            {"source": "^/exchange/(.*)$", "target": "/$1", "destination": "exchanged", "csrfProtection": false},
+            {"source": "^/technical/(.*)$", "target": "/$1", "destination": "technical", "authenticationType": "none"},
+            {"source": "^/mtls/(.*)$", "target": "/$1", "destination": "mtls", "authenticationType": "none"},
+            {"source": "^/down/(.*)$", "target": "/$1", "destination": "down", "authenticationType": "none"}
+        ],
+        "logout": {"logoutEndpoint": "/do/logout", "logoutMethod": "GET"}
+    }));
+    let ca = dir.file("server-ca.pem", server_pki.root_pem());
+    let vcap = json!({"xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"], "credentials": {
+        "clientid": CLIENT, "xsappname": APP, "credential-type": "x509",
+        "url": ts.url, "certurl": ts.cert_url,
+        "certificate": leaf.chain_pem(&client_pki), "key": leaf.key_pem}}]});
+    let destinations = json!([
+        {"name": "backend", "url": backend.url(), "forwardAuthToken": true},
+        {"name": "exchanged", "url": backend.url(), "authentication": "OAuth2JWTBearer",
+         "tokenServiceURL": ts.token_url(), "clientId": "exchange-client", "clientSecret": "EXCHANGE-CLIENT-SECRET"},
+        {"name": "technical", "url": backend.url(), "authentication": "OAuth2ClientCredentials", "tokenServiceBinding": "xsuaa"},
+        {"name": "mtls", "url": mtls_backend.url(), "forwardAuthCertificates": true},
+        {"name": "down", "url": "http://127.0.0.1:1"}
+    ]);
+    let router = RouterProcess::start(
+        dir.path(),
+        &[
+            ("destinations", destinations.to_string()),
+            ("VCAP_SERVICES", vcap.to_string()),
+            ("XS_CACERT_PATH", ca.display().to_string()),
+            ("RUST_LOG", "trace".to_owned()),
+        ],
     );
-    let api = c
-        .get(format!("http://{addr}/api/hello"))
+    let c = client();
+    let mut secrets: Vec<String> = vec!["EXCHANGE-CLIENT-SECRET".into(), "PRIVATE KEY".into()];
+    secrets.extend(pem_body_lines(&leaf.key_pem));
+    secrets.extend(pem_body_lines(&leaf.cert_pem));
+
+    // Login (authorization code over mTLS, state, PKCE), the session and the user's token.
+    let mut browser = Browser::default();
+    let answer = echo(browser.login(&router, "/app/orders?top=5").await).await;
+    let user_token = bearer(&answer);
+    assert_eq!(ts.claims(&user_token)["user_name"], "alice");
+    secrets.push(user_token);
+    secrets.push(browser.session_id());
+    for authorize in ts.authorize_requests() {
+        secrets.extend(authorize.get("state").cloned());
+        secrets.extend(authorize.get("code_challenge").cloned());
+    }
+
+    // CSRF: fetched, accepted, and a wrong one refused.
+    let fetched = browser
+        .get(&router.url("/app/x"), &[("x-csrf-token", "fetch")])
+        .await;
+    let csrf = fetched.headers()["x-csrf-token"]
+        .to_str()
+        .expect("csrf")
+        .to_owned();
+    let accepted = browser
+        .send(c.post(router.url("/app/x")), &[("x-csrf-token", &csrf)])
+        .await;
+    assert_eq!(accepted.status(), 200);
+    let refused = browser
+        .send(
+            c.post(router.url("/app/x")),
+            &[("x-csrf-token", "WRONG-CSRF-SECRET")],
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    secrets.push(csrf);
+    secrets.push("WRONG-CSRF-SECRET".into());
+
+    // The user's token exchanged (jwt-bearer), a technical token over mTLS, outbound mTLS.
+    let exchanged = bearer(&echo(browser.get(&router.url("/exchange/x"), &[]).await).await);
+    assert_eq!(ts.claims(&exchanged)["cid"], "exchange-client");
+    secrets.push(exchanged);
+    let technical = bearer(
+        &echo(
+            c.get(router.url("/technical/x"))
+                .header("authorization", "Bearer CLIENT-AUTHORIZATION-SECRET")
+                .header("cookie", "other=CLIENT-COOKIE-SECRET")
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await,
+    );
+    assert_eq!(ts.claims(&technical)["cid"], CLIENT);
+    secrets.push(technical);
+    secrets.push("CLIENT-AUTHORIZATION-SECRET".into());
+    secrets.push("CLIENT-COOKIE-SECRET".into());
+    let chain = c.get(router.url("/mtls/x")).send().await.expect("send");
+    assert_eq!(chain.status(), 200);
+    assert_eq!(mtls_backend.chains()[0][0], "router identity");
+    for request in ts.requests() {
+        for key in [
+            "code",
+            "code_verifier",
+            "assertion",
+            "refresh_token",
+            "client_secret",
+        ] {
+            secrets.extend(request.form.get(key).cloned());
+        }
+    }
+
+    // A service-to-router token, accepted and forged.
+    let service_token = ts.issue_user_token("svc", CLIENT, &[&format!("{APP}.Read")], 600);
+    let mut forged_claims = ts.claims(&service_token);
+    forged_claims["user_name"] = "mallory".into();
+    let forged = TokenService::sign_with_foreign_key(&forged_claims);
+    for (token, status) in [(&service_token, 200), (&forged, 401)] {
+        let response = c
+            .get(router.url("/app/svc"))
+            .header("x-approuter-authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), status);
+    }
+    secrets.push(service_token);
+    secrets.push(forged);
+
+    // Error paths: an unknown session, a forged callback, a failing token service, a dead backend.
+    let unknown = c
+        .get(router.url("/app/x"))
+        .header("cookie", "JSESSIONID=UNKNOWN-SESSION-SECRET")
+        .header("x-requested-with", "XMLHttpRequest")
         .send()
         .await
         .expect("send");
-    assert_eq!(api.status(), 200);
-    let echo: serde_json::Value =
-        serde_json::from_slice(&api.bytes().await.expect("body")).expect("json");
-    assert_eq!(echo["url"], "/hello");
+    assert_eq!(unknown.status(), 401);
+    let forged_callback = browser
+        .get(
+            &router.url("/login/callback?code=FORGED-CODE-SECRET&state=FORGED-STATE-SECRET"),
+            &[],
+        )
+        .await;
+    assert!(forged_callback.status().is_client_error());
+    let uncached = ts.issue_user_token("svc2", CLIENT, &[&format!("{APP}.Read")], 600);
+    ts.fail_next(3, 500);
+    let failing = c
+        .get(router.url("/exchange/again"))
+        .header("x-approuter-authorization", format!("Bearer {uncached}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(failing.status(), 502);
+    secrets.push(uncached);
+    let dead = c
+        .get(router.url("/down/x?token=QUERY-SECRET"))
+        .header("authorization", "Bearer DEAD-BACKEND-SECRET")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(dead.status(), 502);
+    secrets.extend(
+        [
+            "UNKNOWN-SESSION-SECRET",
+            "FORGED-CODE-SECRET",
+            "FORGED-STATE-SECRET",
+            "QUERY-SECRET",
+            "DEAD-BACKEND-SECRET",
+        ]
+        .map(String::from),
+    );
+
+    // Logout ends it all.
+    let logout = browser.get(&router.url("/do/logout"), &[]).await;
+    assert_eq!(logout.status(), 302);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = router.log_text();
+    assert!(
+        log.contains("TRACE"),
+        "the router really logged at trace level"
+    );
+    assert!(log.contains("xsrouter::access"), "{log}");
+    assert!(secrets.len() > 20, "{secrets:?}");
+    for secret in &secrets {
+        assert!(!secret.is_empty());
+        if let Some(line) = log.lines().find(|l| l.contains(secret.as_str())) {
+            panic!("a secret reached the log: {secret}\n  in: {line}");
+        }
+    }
 }

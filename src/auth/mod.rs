@@ -74,6 +74,11 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// Sessions in the store, when the store can count them cheaply (the in-memory one).
+    pub async fn active_sessions(&self) -> Option<u64> {
+        self.store.active_sessions().await
+    }
+
     pub fn build(
         runtime: &Runtime,
         tokens: Arc<TokenService>,

@@ -91,6 +91,10 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     fn load(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>>;
     fn save(&self, session: Session) -> BoxFuture<'_, Result<(), StoreError>>;
     fn delete(&self, id: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// How many sessions the store holds, when that is cheap to know (for the metrics).
+    fn active_sessions(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Sessions in this process's memory, expiring after `idle` without use.
@@ -160,6 +164,14 @@ impl SessionStore for MemoryStore {
         Box::pin(async move {
             self.sessions.invalidate(&id).await;
             Ok(())
+        })
+    }
+
+    fn active_sessions(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            // Settle pending inserts, removals and expiries so the count is exact.
+            self.sessions.run_pending_tasks().await;
+            Some(self.sessions.entry_count())
         })
     }
 }
@@ -286,9 +298,12 @@ mod tests {
         let session = Session::new();
         let id = session.id.clone();
         store.save(session).await.expect("save");
+        store.save(Session::new()).await.expect("save");
+        assert_eq!(store.active_sessions().await, Some(2));
         assert!(store.load(&id).await.expect("load").is_some());
         store.delete(&id).await.expect("delete");
         assert!(store.load(&id).await.expect("load").is_none());
+        assert_eq!(store.active_sessions().await, Some(1));
     }
 
     #[tokio::test]

@@ -120,7 +120,7 @@ impl Forward<'_> {
         if let (Ok(Err(err)), Some(again)) = (&sent, retry)
             && may_retry(again.method(), err)
         {
-            tracing::debug!(destination = %destination.name, error = %error_chain(err), "retrying once on a fresh connection");
+            tracing::debug!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(err), "retrying once on a fresh connection");
             sent = execute(again).await;
         }
         let upstream = match sent {
@@ -129,7 +129,7 @@ impl Forward<'_> {
                 return Err(Rejection::GatewayTimeout);
             }
             Ok(Err(err)) => {
-                tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
+                tracing::warn!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(&err), "upstream request failed");
 
                 return Err(if crate::limits::is_body_limit(&err) {
                     Rejection::PayloadTooLarge
@@ -176,8 +176,12 @@ fn may_retry(method: &http::Method, err: &reqwest::Error) -> bool {
         )
 }
 
-/// The error and its causes on one line (no URLs with credentials: destinations carry none).
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// The error and its causes on one line; an HTTP client error without its URL (whose query
+/// may carry secrets).
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(http) = err.downcast_ref::<reqwest::Error>() {
+        return crate::telemetry::http_error::without_url(http);
+    }
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

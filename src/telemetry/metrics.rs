@@ -56,6 +56,8 @@ pub struct Gauges {
     pub token_failures: u64,
     /// (service, seconds until the bound client certificate expires).
     pub certificate_expiry: Vec<(&'static str, i64)>,
+    /// Sessions in the store, when the store can count them cheaply (memory: yes; Redis: no).
+    pub active_sessions: Option<u64>,
 }
 
 impl Metrics {
@@ -180,6 +182,12 @@ impl Metrics {
                 "xsrouter_inbound_client_certificates_total{{result=\"{result}\",reason=\"{reason}\"}} {count}"
             );
         }
+        if let Some(sessions) = gauges.active_sessions {
+            let _ = writeln!(
+                out,
+                "# HELP xsrouter_active_sessions Login sessions held by this instance's session store.\n# TYPE xsrouter_active_sessions gauge\nxsrouter_active_sessions {sessions}"
+            );
+        }
         out
     }
 }
@@ -229,6 +237,7 @@ mod tests {
             token_fetches: 1,
             token_failures: 0,
             certificate_expiry: vec![("xsuaa", 3600)],
+            active_sessions: Some(3),
         });
         assert!(
             text.contains(
@@ -251,6 +260,12 @@ mod tests {
         assert!(text.contains("xsrouter_token_cache_hits_total 9\n"));
         assert!(
             text.contains("xsrouter_client_certificate_expiry_seconds{service=\"xsuaa\"} 3600\n")
+        );
+        assert!(text.contains("xsrouter_active_sessions 3\n"), "{text}");
+        assert!(
+            !m.render(&Gauges::default())
+                .contains("xsrouter_active_sessions"),
+            "no gauge when the store cannot count"
         );
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }

@@ -1,6 +1,7 @@
 //! Telemetry: logs (human-readable or JSON), the per-request access log with its correlation
 //! id, and the metrics the management port exposes.
 
+pub mod http_error;
 pub mod logging;
 pub mod metrics;
 

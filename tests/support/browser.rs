@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::{Router, client};
+use super::{RouterUrl, client};
 
 /// A browser: follows nothing by itself, keeps cookies per name.
 #[derive(Default)]
@@ -60,7 +60,7 @@ impl Browser {
     }
 
     /// Runs the whole login for `path`; returns the final response after returning to it.
-    pub async fn login(&mut self, router: &Router, path: &str) -> reqwest::Response {
+    pub async fn login(&mut self, router: &impl RouterUrl, path: &str) -> reqwest::Response {
         let start = self.get(&router.url(path), &[]).await;
         assert_eq!(start.status(), 302, "login starts with a redirect");
         let authorize = location(&start);

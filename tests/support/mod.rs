@@ -65,6 +65,24 @@ pub struct Router {
     task: Option<tokio::task::JoinHandle<std::io::Result<server::Stopped>>>,
 }
 
+/// Anything that serves the router's routes: the in-process [`Router`] or the binary.
+pub trait RouterUrl {
+    /// `http://<router address><path>`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl RouterUrl for Router {
+    fn url(&self, path: &str) -> String {
+        Router::url(self, path)
+    }
+}
+
+impl RouterUrl for process::RouterProcess {
+    fn url(&self, path: &str) -> String {
+        process::RouterProcess::url(self, path)
+    }
+}
+
 impl Router {
     /// Starts the router on `workdir` with exactly the given environment, on an ephemeral port.
     pub async fn start(workdir: &Path, env: &[(&str, String)]) -> Self {

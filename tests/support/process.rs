@@ -1,5 +1,6 @@
-//! The real `xsrouter` binary as a child process: started with a given environment on an
-//! ephemeral port (read from its "xsrouter listening" log line), signalled, and killed on drop.
+//! The real `xsrouter` binary as a child process (`xsrouter -w DIR` or `xsrouter demo`): started
+//! with a given environment on an ephemeral port (read from its "xsrouter listening" log line),
+//! signalled, and killed on drop.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -22,16 +23,27 @@ impl RouterProcess {
     /// Starts `xsrouter -w dir` with only the given variables (plus the listening basics) and
     /// waits for its "xsrouter listening" line.
     pub fn start(dir: &Path, env: &[(&str, String)]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("-w")
-            .arg(dir)
+        let mut command = Command::new(BIN);
+        command.arg("-w").arg(dir).stdout(Stdio::null());
+        Self::launch(command, env)
+    }
+
+    /// Starts `xsrouter demo` in `repo` (stdout goes to the log too) and waits for its
+    /// "xsrouter listening" line.
+    pub fn demo(repo: &Path, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(BIN);
+        command.arg("demo").current_dir(repo).stdout(Stdio::piped());
+        Self::launch(command, env)
+    }
+
+    fn launch(mut command: Command, env: &[(&str, String)]) -> Self {
+        let mut child = command
             .env_clear()
             .env("PORT", "0")
             .env("XS_BIND_ADDRESS", "127.0.0.1")
             .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start xsrouter");
@@ -40,6 +52,7 @@ impl RouterProcess {
         let (lines_tx, lines_rx) = mpsc::channel::<String>();
         let reader = {
             let log = log.clone();
+            let lines_tx = lines_tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
@@ -48,6 +61,18 @@ impl RouterProcess {
                 }
             })
         };
+        if let Some(stdout) = child.stdout.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().expect("log lock").push(line.clone());
+                    let _ = lines_tx.send(line);
+                }
+            });
+        } else {
+            drop(lines_tx);
+        }
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -118,6 +143,28 @@ impl RouterProcess {
 
     pub fn log_text(&self) -> String {
         self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits until a log (or stdout) line contains `text`, at most `limit`; panics with the log.
+    pub async fn wait_for_line(&self, text: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .find(|l| l.contains(text))
+            {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {text:?} within {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
