@@ -201,9 +201,27 @@ async fn no_secret_reaches_the_log_at_trace_level_on_any_path() {
             ("VCAP_SERVICES", vcap.to_string()),
             ("XS_CACERT_PATH", ca.display().to_string()),
             ("RUST_LOG", "trace".to_owned()),
+            ("XSROUTER_MANAGEMENT_PORT", "0".to_owned()),
         ],
     );
     let c = client();
+    let active_sessions = || async {
+        let metrics = client()
+            .get(management_url(&router, "/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("xsrouter_active_sessions "))
+            .unwrap_or_else(|| panic!("no active-sessions gauge: {metrics}"))
+            .parse::<u64>()
+            .expect("count")
+    };
+    assert_eq!(active_sessions().await, 0);
     let mut secrets: Vec<String> = vec!["EXCHANGE-CLIENT-SECRET".into(), "PRIVATE KEY".into()];
     secrets.extend(pem_body_lines(&leaf.key_pem));
     secrets.extend(pem_body_lines(&leaf.cert_pem));
@@ -215,6 +233,7 @@ async fn no_secret_reaches_the_log_at_trace_level_on_any_path() {
     assert_eq!(ts.claims(&user_token)["user_name"], "alice");
     secrets.push(user_token);
     secrets.push(browser.session_id());
+    assert_eq!(active_sessions().await, 1, "the login's session is counted");
     for authorize in ts.authorize_requests() {
         secrets.extend(authorize.get("state").cloned());
         secrets.extend(authorize.get("code_challenge").cloned());
@@ -340,6 +359,7 @@ async fn no_secret_reaches_the_log_at_trace_level_on_any_path() {
     // Logout ends it all.
     let logout = browser.get(&router.url("/do/logout"), &[]).await;
     assert_eq!(logout.status(), 302);
+    assert_eq!(active_sessions().await, 0, "logout ended the session");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = router.log_text();
