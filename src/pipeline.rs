@@ -85,6 +85,7 @@ impl AppState {
                     refresh_margin: runtime.settings.jwt_refresh,
                     capacity: runtime.settings.token_cache_size,
                 },
+                runtime.websockets.enabled,
             )?),
             None => None,
         };

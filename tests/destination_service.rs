@@ -725,3 +725,59 @@ async fn check_names_the_bound_destination_service() {
     );
     assert!(!stdout.contains(DEST_SECRET), "no secret in the output");
 }
+
+#[tokio::test]
+async fn websockets_reach_service_destinations() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = setup().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut chat = s.plain("chat");
+    chat["URL"] = json!(format!("ws://127.0.0.1:{port}"));
+    s.ds.put(chat);
+    let dir = WorkDir::new(&json!({
+        "authenticationMethod": "none",
+        "websockets": {"enabled": true},
+        "routes": [{"source": "^/ws/(.*)$", "target": "/$1", "destination": "chat"}]
+    }));
+    let router = Router::start(dir.path(), &s.env()).await;
+    let mut request = format!("ws://{}/ws/room", router.addr)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "origin",
+        http::HeaderValue::from_str(&format!("http://{}", router.addr)).expect("origin"),
+    );
+    let stream = tokio::net::TcpStream::connect(router.addr)
+        .await
+        .expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("upgrade accepted");
+    ws.send(Message::text("hello")).await.expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an answer within 5 s")
+        .expect("open")
+        .expect("message");
+    assert_eq!(answer, Message::text("hello"));
+    assert_eq!(s.ds.lookup_count(), 1);
+}

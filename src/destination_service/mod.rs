@@ -211,6 +211,7 @@ impl DestinationService {
         identities: Arc<crate::identity::rotation::IdentityStore>,
         tokens: Arc<TokenService>,
         policy: LookupCachePolicy,
+        websockets: bool,
     ) -> Result<Self, LookupBuildError> {
         Ok(Self {
             lookup: LookupClient::new(binding, roots, tokens)?,
@@ -218,7 +219,7 @@ impl DestinationService {
                 .max_capacity(policy.capacity)
                 .expire_after(KeepFor)
                 .build(),
-            clients: OutboundClients::new(roots.clone(), identities),
+            clients: OutboundClients::new(roots.clone(), identities, websockets),
             policy,
         })
     }

@@ -72,6 +72,8 @@ pub struct OutboundClients {
     cache: Cache<[u8; 32], Arc<DestinationClient>>,
     roots: Arc<RootCertStore>,
     identities: Arc<IdentityStore>,
+    /// xs-app.json `websockets.enabled`: clients can also upgrade.
+    websockets: bool,
 }
 
 impl std::fmt::Debug for OutboundClients {
@@ -110,7 +112,11 @@ fn key_of(destination: &Destination, tls: ClientTls<'_>) -> [u8; 32] {
 }
 
 impl OutboundClients {
-    pub fn new(roots: Arc<RootCertStore>, identities: Arc<IdentityStore>) -> Self {
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        identities: Arc<IdentityStore>,
+        websockets: bool,
+    ) -> Self {
         Self {
             cache: Cache::builder()
                 .max_capacity(CAPACITY)
@@ -118,6 +124,7 @@ impl OutboundClients {
                 .build(),
             roots,
             identities,
+            websockets,
         }
     }
 
@@ -153,7 +160,7 @@ impl OutboundClients {
             None => self.roots.clone(),
         };
         let build = |identity: Option<Arc<dyn ResolvesClientCert>>| {
-            UpstreamClient::for_service_destination(destination, &roots, identity)
+            UpstreamClient::for_service_destination(destination, &roots, identity, self.websockets)
                 .map_err(|err| OutboundError(err.to_string()))
         };
         if let Some(identity) = tls.identity {

@@ -87,13 +87,14 @@ impl UpstreamClient {
     }
 
     /// The client of a destination looked up in the Destination service (built when it is looked
-    /// up; no WebSocket upgrades yet).
+    /// up); `websockets` as xs-app.json `websockets.enabled`.
     pub fn for_service_destination(
         destination: &Destination,
         roots: &Arc<RootCertStore>,
         identity: Option<Arc<dyn ResolvesClientCert>>,
+        websockets: bool,
     ) -> Result<Self, UpstreamError> {
-        Self::build(destination, roots, identity, false)
+        Self::build(destination, roots, identity, websockets)
     }
 
     /// The upstream URL for a rewritten request URL (path and query).
