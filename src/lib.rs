@@ -6,8 +6,12 @@
 //! of this reads.
 
 pub mod auth;
+pub mod client_timeouts;
+pub mod compression;
 pub mod config;
+pub mod cors;
 pub mod demo;
+pub mod error_pages;
 pub mod destination_service;
 pub mod identity;
 pub mod host_header;

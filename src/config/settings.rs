@@ -239,7 +239,15 @@ impl Settings {
                         max_header_size: raw.xsrouter_max_header_size,
                         max_header_count: raw.xsrouter_max_header_count,
                         max_url_length: raw.xsrouter_max_url_length,
-                        header_read_timeout: Duration::from_secs(raw.xsrouter_header_read_timeout),
+                        // SERVER_KEEP_ALIVE: an idle keep-alive connection waits this long at
+                        // most for the next request head.
+                        header_read_timeout: millis(raw.server_keep_alive).map_or(
+                            Duration::from_secs(raw.xsrouter_header_read_timeout),
+                            |keep_alive| {
+                                keep_alive
+                                    .min(Duration::from_secs(raw.xsrouter_header_read_timeout))
+                            },
+                        ),
                         max_body_size: raw.xsrouter_max_body_size,
                     },
                 })
