@@ -781,3 +781,69 @@ async fn websockets_reach_service_destinations() {
     assert_eq!(answer, Message::text("hello"));
     assert_eq!(s.ds.lookup_count(), 1);
 }
+
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    let s = setup().await;
+    let mut basic = s.plain("basic");
+    basic["Authentication"] = json!("BasicAuthentication");
+    basic["User"] = json!("svc");
+    basic["Password"] = json!("p@ss:word");
+    let mut oauth = s.client_credentials("oauth");
+    oauth["HTML5.DynamicDestination"] = json!("true");
+    basic["HTML5.DynamicDestination"] = json!("true");
+    s.ds.put(basic);
+    s.ds.put(oauth);
+    let leaf = s.client_pki.client("orders-client", KeyForm::EcPkcs8);
+    let keystore = pkcs12(
+        &leaf,
+        &s.client_pki,
+        "keystore-pw",
+        p12_keystore::EncryptionAlgorithm::PbeWithHmacSha256AndAes256,
+    );
+    for (name, password) in [("cert", "keystore-pw"), ("cert-wrong", "keystore-pw-wrong")] {
+        s.ds.put_with_files(
+            json!({"Name": name, "URL": s.backend.url(), "HTML5.DynamicDestination": true,
+                   "Authentication": "ClientCertificateAuthentication",
+                   "KeyStoreLocation": "client.p12", "KeyStorePassword": password}),
+            vec![("client.p12".to_owned(), keystore.clone())],
+        );
+    }
+    let dir = public_app();
+    let mut env = s.env();
+    env.push(("RUST_LOG", "debug".to_owned()));
+    let router = support::process::RouterProcess::start(dir.path(), &env);
+    let fetch = |path: &str| {
+        let url = router.url(path);
+        async move {
+            let response = client().get(url).send().await.expect("send");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("body"))
+        }
+    };
+    assert_eq!(fetch("/dyn/basic/x").await.0, 200);
+    let (status, body) = fetch("/dyn/oauth/x").await;
+    assert_eq!(status, 200, "{body}");
+    let token = bearer(&echo(&body));
+    assert_eq!(fetch("/dyn/cert/x").await.0, 200);
+    assert_eq!(fetch("/dyn/cert-wrong/x").await.0, 502);
+    router
+        .wait_for_line("destination refused", Duration::from_secs(5))
+        .await;
+    let log = router.log_text();
+    assert!(
+        log.contains("destination looked up"),
+        "debug logging is on: {log}"
+    );
+    let basic_header = base64::engine::general_purpose::STANDARD.encode("svc:p@ss:word");
+    for secret in [
+        DEST_SECRET,
+        "backend-secret",
+        "p@ss:word",
+        basic_header.as_str(),
+        "keystore-pw",
+        token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
+    }
+}
