@@ -875,3 +875,73 @@ async fn sni_selects_the_site_and_a_host_that_differs_gets_421() {
         2
     );
 }
+
+#[tokio::test]
+async fn permissive_mode_names_a_revoked_certificate() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    setup.dir.file(
+        "tls/crls.pem",
+        format!(
+            "{}{}",
+            setup.client_pki.intermediate_crl(CrlValidity::Current),
+            setup.client_pki.leaf_crl(&[&alice], CrlValidity::Current)
+        ),
+    );
+    let router = setup
+        .router(
+            "optional",
+            &[
+                ("XSROUTER_CLIENT_CERT_PERMISSIVE", "true".to_owned()),
+                ("XSROUTER_CLIENT_CERT_HEADERS", "nginx".to_owned()),
+                ("XSROUTER_CLIENT_CRL", setup.path("tls/crls.pem")),
+            ],
+        )
+        .await;
+    let client = tls_client(
+        &router,
+        &setup.server_pki,
+        Some((&setup.client_pki, &alice)),
+    );
+    let headers = backend_headers(&client, &https(&router, "/be/hello"))
+        .await
+        .expect("permissive mode accepts a revoked certificate");
+    assert_eq!(
+        header(&headers, "ssl-client-verify"),
+        Some(vec!["FAILED:certificate revoked"])
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_tls_files_at_once() {
+    let setup = setup().await;
+    // An hour between polls: only the signal can explain a reload within the test.
+    let router = setup
+        .router(
+            "off",
+            &[("XSROUTER_CREDENTIALS_POLL_INTERVAL", "3600".to_owned())],
+        )
+        .await;
+    // Let the router's tasks install their SIGHUP handlers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = https(&router, "/be/hello");
+    let new_pki = Pki::new("renewed");
+    let (chain, key) = new_pki.server();
+    setup.dir.file("tls/server.pem", chain);
+    setup.dir.file("tls/server.key", key);
+    let renewed = || async {
+        let client = tls_client(&router, &new_pki, None);
+        matches!(client.get(&url).send().await, Ok(r) if r.status() == 200)
+    };
+    assert!(!renewed().await, "reloaded without a signal");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(
+        eventually(renewed).await,
+        "SIGHUP did not reload the TLS files"
+    );
+}

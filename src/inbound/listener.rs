@@ -287,3 +287,48 @@ fn verification_of(host: &HostTls, chain: &[CertificateDer<'static>]) -> Verific
         Err(failure) => Verification::Failed(failure.reason().to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(sni: Option<&str>, must_match: bool, client_auth: &[&str]) -> TlsConnection {
+        TlsConnection {
+            server_name: sni.map(Arc::from),
+            host_must_match_sni: must_match,
+            client_auth_hosts: client_auth.iter().map(|h| Arc::from(*h)).collect(),
+            ..TlsConnection::default()
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_site_serves_only_its_sni_host() {
+        let secure = connection(Some("secure.test"), true, &["secure.test"]);
+        assert!(!secure.is_misdirected(Some("secure.test")));
+        assert!(!secure.is_misdirected(Some("SECURE.test:8443")));
+        assert!(secure.is_misdirected(Some("other.test")));
+        assert!(secure.is_misdirected(Some("other.test:443")));
+        // No Host at all (HTTP/1.0): nothing to compare.
+        assert!(!secure.is_misdirected(None));
+    }
+
+    #[test]
+    fn other_sites_never_serve_a_client_certificate_host() {
+        let plain = connection(Some("www.test"), false, &["secure.test"]);
+        assert!(!plain.is_misdirected(Some("www.test")));
+        assert!(!plain.is_misdirected(Some("anything.test")));
+        assert!(plain.is_misdirected(Some("secure.test:443")));
+        // Without SNI (a client that connected by address) only that rule applies.
+        let no_sni = connection(None, true, &["secure.test"]);
+        assert!(!no_sni.is_misdirected(Some("127.0.0.1:8443")));
+        assert!(no_sni.is_misdirected(Some("secure.test")));
+    }
+
+    #[test]
+    fn ports_are_removed_from_hosts_and_ipv6_literals() {
+        assert_eq!(host_without_port("a.test:443"), "a.test");
+        assert_eq!(host_without_port("a.test"), "a.test");
+        assert_eq!(host_without_port("[::1]:8443"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
+}
