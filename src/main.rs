@@ -54,6 +54,7 @@ Environment (defaults in parentheses):
   XSROUTER_CLIENT_CERT_HEADERS_MAX_BYTES (16384)   client-certificate headers to destinations
   WS_ALLOWED_ORIGINS (the router's own URL)       origins that may open WebSockets
   plugins                                         routes put in front of xs-app.json's
+  TENANT_HOST_PATTERN, EXTERNAL_REVERSE_PROXY (false)   the tenant from the host (x-custom-host)
   XSROUTER_MANAGEMENT_PORT (off)                  /health/live, /health/ready, /metrics
   XSROUTER_MAX_HEADER_SIZE (16384), XSROUTER_MAX_HEADER_COUNT (100), XSROUTER_MAX_URL_LENGTH (16384),
   XSROUTER_HEADER_READ_TIMEOUT (60 s), XSROUTER_MAX_BODY_SIZE (unlimited)   request limits

@@ -232,7 +232,8 @@ pub async fn handle(
         peer.ip(),
         parts.extensions.get::<TlsConnection>(),
         &mut parts.headers,
-    );
+    )
+    .await;
     let mut request = Request::from_parts(parts, body);
     if request.extensions().get::<TlsConnection>().is_some()
         && !request.headers().contains_key(X_FORWARDED_PROTO)
@@ -510,7 +511,14 @@ async fn dispatch(
                 None => state
                     .inner
                     .tokens
-                    .authorization(destination, user)
+                    .authorization_for_tenant(
+                        destination,
+                        user,
+                        runtime
+                            .tenant_hosts
+                            .as_ref()
+                            .and_then(|t| t.tenant_of(request.headers())),
+                    )
                     .await
                     .map_err(|err| token_rejection(destination, &err))?,
             };
@@ -668,6 +676,7 @@ async fn service_destination(
 fn token_rejection(destination: &crate::config::Destination, err: &TokenError) -> Rejection {
     match err {
         TokenError::UserRequired => Rejection::Unauthorized("Unauthorized"),
+        TokenError::TenantRequired => Rejection::BadRequest("Bad Request: no tenant in the host"),
         other => {
             tracing::warn!(destination = %destination.name, error = %other, "no token for the destination");
             Rejection::BadGateway("Bad Gateway: no token for the destination")

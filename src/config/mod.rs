@@ -92,6 +92,8 @@ pub struct Runtime {
     pub replacements: BTreeMap<usize, Arc<crate::replacements::Replacements>>,
     /// `pluginMetadataEndpoint` and the plugins it lists.
     pub plugin_metadata: crate::plugins::PluginMetadata,
+    /// `TENANT_HOST_PATTERN` (and `EXTERNAL_REVERSE_PROXY`): the tenant of a request.
+    pub tenant_hosts: Option<crate::tenants::TenantHosts>,
     /// Things worth a warning at start-up that do not stop it.
     pub warnings: Vec<String>,
 }
@@ -173,6 +175,21 @@ impl Runtime {
             &mut problems,
         );
         let xsuaa = bindings.auth_service(AuthServiceKind::Xsuaa, &env, &mut problems);
+        let tenant_hosts = crate::tenants::TenantHosts::from_env(&env, &mut problems);
+        if let Some(binding) = xsuaa
+            && crate::tenants::SharedTenantMode::of(binding).is_some()
+            && tenant_hosts.is_none()
+            && env.non_empty(crate::tenants::TENANT_HOST_PATTERN).is_none()
+        {
+            problems.push(
+                &env.origin(crate::tenants::TENANT_HOST_PATTERN),
+                "$",
+                format!(
+                    "must be set: the XSUAA binding `{}` has tenantmode `shared`",
+                    binding.name
+                ),
+            );
+        }
         let ias = bindings.auth_service(AuthServiceKind::Ias, &env, &mut problems);
         let (xsuaa_bound, ias_bound) = (xsuaa.is_some(), ias.is_some());
         let identities = BoundIdentities {
@@ -254,6 +271,7 @@ impl Runtime {
             websockets,
             replacements,
             plugin_metadata,
+            tenant_hosts,
             warnings: Vec::new(),
         })?;
         Ok(runtime.with_warnings())

@@ -62,6 +62,9 @@ pub const KEYS: &[&str] = &[
     "WS_ALLOWED_ORIGINS",
     // Parsed by plugins.
     "plugins",
+    // Parsed by tenants.
+    "TENANT_HOST_PATTERN",
+    "EXTERNAL_REVERSE_PROXY",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

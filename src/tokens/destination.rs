@@ -24,11 +24,19 @@ pub struct DestinationTokenError {
     pub error: EndpointError,
 }
 
+/// Most per-tenant token endpoints kept (each is small; tenants beyond are derived again).
+const TENANT_ENDPOINTS: u64 = 10_000;
+
 /// The token endpoints of all OAuth destinations.
 #[derive(Debug)]
 pub struct DestinationTokens {
     service: Arc<TokenService>,
     endpoints: HashMap<String, Arc<TokenEndpoint>>,
+    /// Destinations whose token service is a shared-tenant-mode XSUAA binding: their endpoint is
+    /// the tenant's (`TENANT_HOST_PATTERN`), so tokens are fetched and cached per tenant.
+    tenant_modes: HashMap<String, crate::tenants::SharedTenantMode>,
+    /// Per (destination, tenant): the tenant's endpoint.
+    tenant_endpoints: moka::future::Cache<(String, String), Arc<TokenEndpoint>>,
     /// The bound IAS service's endpoint, for `IASDependencyName` exchanges.
     ias: Option<Arc<TokenEndpoint>>,
 }
@@ -44,6 +52,7 @@ impl DestinationTokens {
         service: Arc<TokenService>,
     ) -> Result<Self, DestinationTokenError> {
         let mut endpoints = HashMap::new();
+        let mut tenant_modes = HashMap::new();
         for destination in runtime.destinations.values() {
             let DestinationAuth::OAuth2 {
                 service: reference, ..
@@ -69,6 +78,11 @@ impl DestinationTokens {
                     error,
                 })?;
             endpoints.insert(destination.name.clone(), Arc::new(endpoint));
+            if runtime.tenant_hosts.is_some()
+                && let Some(mode) = binding.and_then(crate::tenants::SharedTenantMode::of)
+            {
+                tenant_modes.insert(destination.name.clone(), mode);
+            }
         }
         let mut scratch = crate::config::Problems::default();
         let ias =
@@ -100,6 +114,8 @@ impl DestinationTokens {
         Ok(Self {
             service,
             endpoints,
+            tenant_modes,
+            tenant_endpoints: moka::future::Cache::new(TENANT_ENDPOINTS),
             ias,
         })
     }
@@ -114,6 +130,51 @@ impl DestinationTokens {
         &self,
         destination: &Destination,
         user: Option<&Secret>,
+    ) -> Result<Option<Secret>, TokenError> {
+        self.authorization_for_tenant(destination, user, None).await
+    }
+
+    /// The token endpoint of `destination` for `tenant`: the tenant's subdomain of a
+    /// shared-tenant-mode XSUAA binding, else the configured endpoint.
+    async fn endpoint(
+        &self,
+        destination: &Destination,
+        tenant: Option<&str>,
+    ) -> Result<Arc<TokenEndpoint>, TokenError> {
+        let Some(base) = self.endpoints.get(&destination.name) else {
+            return Err(TokenError::Discovery(
+                "no token endpoint configured".to_owned(),
+            ));
+        };
+        let Some(mode) = self.tenant_modes.get(&destination.name) else {
+            return Ok(base.clone());
+        };
+        let tenant = tenant.ok_or(TokenError::TenantRequired)?;
+        let key = (destination.name.clone(), tenant.to_owned());
+        let derive = async {
+            let cert = matches!(base.auth, super::endpoint::ClientAuth::Certificate(_))
+                && mode.cert_domain.is_some();
+            let url = mode
+                .tenant_url(base.cache_identity(), tenant, cert)
+                .ok_or(TokenError::TenantRequired)?;
+            Ok::<_, TokenError>(Arc::new(TokenEndpoint {
+                url: super::endpoint::EndpointUrl::Fixed(url),
+                client_id: base.client_id.clone(),
+                auth: base.auth.clone(),
+            }))
+        };
+        self.tenant_endpoints
+            .try_get_with(key, derive)
+            .await
+            .map_err(|err| (*err).clone())
+    }
+
+    /// As [`Self::authorization`], for the tenant the request's host names (multi-tenancy).
+    pub async fn authorization_for_tenant(
+        &self,
+        destination: &Destination,
+        user: Option<&Secret>,
+        tenant: Option<&str>,
     ) -> Result<Option<Secret>, TokenError> {
         match &destination.auth {
             DestinationAuth::None => match (&destination.ias_dependency_name, &self.ias, user) {
@@ -144,11 +205,7 @@ impl DestinationTokens {
                 audience,
                 ..
             } => {
-                let Some(endpoint) = self.endpoints.get(&destination.name) else {
-                    return Err(TokenError::Discovery(
-                        "no token endpoint configured".to_owned(),
-                    ));
-                };
+                let endpoint = self.endpoint(destination, tenant).await?;
                 let grant = match (flow, user) {
                     (OAuthFlow::ClientCredentials, _)
                     | (OAuthFlow::UserTokenOrClientCredentials, None) => Grant::ClientCredentials,
@@ -166,7 +223,7 @@ impl DestinationTokens {
                     audience: audience.clone(),
                     resource: None,
                 };
-                let token = self.service.token(endpoint, &request).await?;
+                let token = self.service.token(&endpoint, &request).await?;
                 Ok(Some(token.authorization()))
             }
         }
@@ -180,6 +237,8 @@ impl DestinationTokens {
                 flow: OAuthFlow::ClientCredentials,
                 ..
             } = &destination.auth
+                // Per-tenant tokens are fetched when a tenant asks.
+                && !self.tenant_modes.contains_key(&destination.name)
             {
                 let tokens = self.clone();
                 let destination = destination.clone();

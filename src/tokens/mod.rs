@@ -52,6 +52,8 @@ pub enum TokenError {
     NoCertificate,
     #[error("the destination needs the user's token, and there is no logged-in user")]
     UserRequired,
+    #[error("the token service is per tenant (TENANT_HOST_PATTERN), and the host names none")]
+    TenantRequired,
 }
 
 /// How long tokens are handed out.
@@ -152,6 +154,7 @@ fn http_client(
         .map_err(|e| TokenError::Unreachable(e.to_string()))?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .dns_resolver(std::sync::Arc::new(crate::loopback_names::LoopbackNames))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)

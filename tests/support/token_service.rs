@@ -57,6 +57,8 @@ pub struct TokenRequest {
     pub via_mtls: bool,
     /// The CN of the client certificate the connection presented.
     pub client_cert_cn: Option<String>,
+    /// The `Host` header (tells tenants' subdomains apart).
+    pub host: Option<String>,
     /// The status answered; 0 while (or if never) answered.
     pub status: u16,
 }
@@ -893,6 +895,11 @@ impl Inner {
                 basic_client_id: basic.as_ref().map(|(id, _)| id.clone()),
                 via_mtls: connection.via_mtls,
                 client_cert_cn: connection.cert_cn.clone(),
+                host: parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
                 status: 0,
             });
             state.requests.len() - 1
