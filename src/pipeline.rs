@@ -232,8 +232,7 @@ pub async fn handle(
         peer.ip(),
         parts.extensions.get::<TlsConnection>(),
         &mut parts.headers,
-    )
-    .await;
+    );
     let mut request = Request::from_parts(parts, body);
     if request.extensions().get::<TlsConnection>().is_some()
         && !request.headers().contains_key(X_FORWARDED_PROTO)
