@@ -58,6 +58,10 @@ Environment (defaults in parentheses):
   XSROUTER_MANAGEMENT_PORT (off)                  /health/live, /health/ready, /metrics
   XSROUTER_MAX_HEADER_SIZE (16384), XSROUTER_MAX_HEADER_COUNT (100), XSROUTER_MAX_URL_LENGTH (16384),
   XSROUTER_HEADER_READ_TIMEOUT (60 s), XSROUTER_MAX_BODY_SIZE (unlimited)   request limits
+  INCOMING_REQUEST_TIMEOUT (300000 ms), INCOMING_CONNECTION_TIMEOUT (120000 ms),
+  SERVER_KEEP_ALIVE (0: off)                      client time limits (0 switches each off)
+  COMPRESSION, CORS                               as xs-app.json `compression` / `cors`
+  RETURN_ERROR_SOURCE (false)                     x-error-source: gateway on the router's errors
   XSROUTER_SHUTDOWN_TIMEOUT (30 s), LOG_FORMAT (json), LOG_LEVEL / RUST_LOG (info)
 The working directory may hold default-env.json (values for unset variables) and
 default-services.json (local bindings).";
