@@ -110,7 +110,11 @@ pub fn load(
             match object.get(required) {
                 Some(Value::String(s)) if !s.is_empty() => {}
                 Some(_) => {
-                    problems.push(&origin, child(&path, required), "must be a non-empty string");
+                    problems.push(
+                        &origin,
+                        child(&path, required),
+                        "must be a non-empty string",
+                    );
                     valid = false;
                 }
                 None => {

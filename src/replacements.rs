@@ -340,7 +340,7 @@ fn is_falsy(value: Option<&Value>) -> bool {
     }
 }
 
-fn render_tokens<'v>(tokens: &[Token<'_>], stack: &mut Vec<&'v Value>, out: &mut String) {
+fn render_tokens(tokens: &[Token<'_>], stack: &mut Vec<&Value>, out: &mut String) {
     for token in tokens {
         match token {
             Token::Text(text) => out.push_str(text),

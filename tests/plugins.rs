@@ -35,7 +35,8 @@ async fn url_seen(router: &Router, path: &str) -> String {
 async fn plugin_routes_come_first_and_the_endpoint_lists_them() {
     let backend = upstream::start().await;
     let dir = app();
-    let destinations = json!([{"name": "app", "url": backend.url()}, {"name": "plugin", "url": backend.url()}]);
+    let destinations =
+        json!([{"name": "app", "url": backend.url()}, {"name": "plugin", "url": backend.url()}]);
     let router = Router::start(
         dir.path(),
         &[
@@ -44,8 +45,15 @@ async fn plugin_routes_come_first_and_the_endpoint_lists_them() {
         ],
     )
     .await;
-    assert_eq!(url_seen(&router, "/plugin/a?x=1").await, "/from-plugin/a?x=1");
-    assert_eq!(url_seen(&router, "/p2/b").await, "/p2/b", "matchCase: false");
+    assert_eq!(
+        url_seen(&router, "/plugin/a?x=1").await,
+        "/from-plugin/a?x=1"
+    );
+    assert_eq!(
+        url_seen(&router, "/p2/b").await,
+        "/p2/b",
+        "matchCase: false"
+    );
     assert_eq!(url_seen(&router, "/other").await, "/from-app/other");
 
     for path in ["/metadata", "/metadata/anything"] {
@@ -55,7 +63,8 @@ async fn plugin_routes_come_first_and_the_endpoint_lists_them() {
             response.headers()["content-type"],
             "application/json; charset=utf-8"
         );
-        let listed: Value = serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+        let listed: Value =
+            serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
         assert_eq!(
             listed,
             json!([
@@ -68,13 +77,25 @@ async fn plugin_routes_come_first_and_the_endpoint_lists_them() {
         );
     }
     // Only GET is answered by the endpoint; other methods are routed as usual.
-    let post = client().post(router.url("/metadata")).send().await.expect("send");
+    let post = client()
+        .post(router.url("/metadata"))
+        .send()
+        .await
+        .expect("send");
     let body: Value = serde_json::from_slice(&post.bytes().await.expect("body")).expect("json");
     assert_eq!(body["url"], "/from-app/metadata");
 
     let without = Router::start(dir.path(), &[("destinations", destinations.to_string())]).await;
-    let none = client().get(without.url("/metadata")).send().await.expect("send");
-    assert_eq!(none.text().await.expect("body"), "null", "approuter lists no plugins as null");
+    let none = client()
+        .get(without.url("/metadata"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        none.text().await.expect("body"),
+        "null",
+        "approuter lists no plugins as null"
+    );
 }
 
 fn problems(env: &[(&str, String)]) -> Vec<String> {
@@ -117,5 +138,8 @@ async fn bad_plugins_stop_start_up_naming_the_plugin() {
     }
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     let found = problems(&[destinations, ("plugins", "{\"name\": 1}".to_owned())]);
-    assert_eq!(found, vec!["env plugins: $: must be a JSON array of plugins"]);
+    assert_eq!(
+        found,
+        vec!["env plugins: $: must be a JSON array of plugins"]
+    );
 }
