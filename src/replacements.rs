@@ -6,7 +6,8 @@
 //! mustache.js renders it: `{{name}}` (HTML-escaped: `& < > " ' / \` =`), `{{{name}}}` and
 //! `{{& name}}` (verbatim), dotted names (`{{service.url}}`), `{{! comments}}`, sections
 //! `{{#name}}…{{/name}}` (once for a truthy value, per element for a list, inside an object's
-//! context) and inverted sections `{{^name}}…{{/name}}`, partials `{{> x}}` (always empty). A
+//! context) and inverted sections `{{^name}}…{{/name}}`, partials `{{> x}}` (always empty),
+//! standalone tag lines removed. A
 //! missing name renders as the empty string. Unclosed tags or sections and custom delimiters
 //! (`{{=<% %>=}}`) are render errors (500), as mustache.js throws on the first two.
 //!
@@ -281,6 +282,31 @@ fn parse(template: &str) -> Result<Vec<Token<'_>>, TemplateError> {
             Some(c @ ('#' | '^' | '/' | '!' | '&' | '>' | '=')) => (Some(c), inner[1..].trim()),
             _ => (None, inner),
         };
+        // A section, comment or partial tag alone on its line takes the line with it.
+        if matches!(sigil, Some('#' | '^' | '/' | '!' | '>')) {
+            let line_start = template[..tag_start].rfind('\n').map_or(0, |i| i + 1);
+            let indented = template[line_start..tag_start]
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t');
+            let line_end = rest.find('\n');
+            let trailing = rest[..line_end.unwrap_or(rest.len())]
+                .bytes()
+                .all(|b| matches!(b, b' ' | b'\t' | b'\r'));
+            if indented && trailing {
+                let indent = tag_start - line_start;
+                if indent > 0
+                    && let Some(Token::Text(text)) = current.last_mut()
+                {
+                    *text = &text[..text.len() - indent];
+                    if text.is_empty() {
+                        current.pop();
+                    }
+                }
+                let skip = line_end.map_or(rest.len(), |i| i + 1);
+                rest = &rest[skip..];
+                offset += skip;
+            }
+        }
         match sigil {
             None => current.push(Token::Escaped(name)),
             Some('&') => current.push(Token::Verbatim(name)),
@@ -463,6 +489,19 @@ mod tests {
                 .expect("render"),
             "[yes]empty<U>1;2;!"
         );
+    }
+
+    #[test]
+    fn standalone_tags_take_their_line_as_in_mustache_js() {
+        let r = with_view(json!({"a": true, "b": "x"}));
+        assert_eq!(r.render("{{#a}}\n{{b}}\n{{/a}}\n").expect("render"), "x\n");
+        assert_eq!(
+            r.render("<ul>\n  {{#a}}\n  <li>{{b}}</li>\n  {{/a}}\r\n  {{! note }}\n</ul>")
+                .expect("render"),
+            "<ul>\n  <li>x</li>\n</ul>"
+        );
+        // Not alone on the line: whitespace stays.
+        assert_eq!(r.render(" {{#a}}{{b}}{{/a}} \n").expect("render"), " x \n");
     }
 
     #[test]
