@@ -807,11 +807,20 @@ async fn sni_selects_the_site_and_a_host_that_differs_gets_421() {
     let (chain, key) = secure_pki.server_for(&["secure.test"]);
     setup.dir.file("tls/secure.pem", chain);
     setup.dir.file("tls/secure.key", key);
+    let (chain, key) = secure_pki.server_for(&["*.partners.test"]);
+    setup.dir.file("tls/partners.pem", chain);
+    setup.dir.file("tls/partners.key", key);
     let hosts = json!([{
         "host": "secure.test",
         "cert": setup.path("tls/secure.pem"),
         "key": setup.path("tls/secure.key"),
         "clientCertMode": "require",
+        "clientCa": [setup.path("tls/clients.pem")]
+    }, {
+        "host": "*.partners.test",
+        "cert": setup.path("tls/partners.pem"),
+        "key": setup.path("tls/partners.key"),
+        "clientCertMode": "optional",
         "clientCa": [setup.path("tls/clients.pem")]
     }]);
     let router = setup
@@ -870,9 +879,33 @@ async fn sni_selects_the_site_and_a_host_that_differs_gets_421() {
         .await
         .expect("cross-site request");
     assert_eq!(response.status(), 421);
+
+    // A wildcard site serves any one-label name under it with its own certificate and policy…
+    let partner = client_for(
+        router.addr,
+        &secure_pki,
+        Some((&setup.client_pki, &alice)),
+        "a.partners.test",
+    );
+    let partner_url = format!("https://a.partners.test:{port}/be/hello");
+    let headers = backend_headers(&partner, &partner_url)
+        .await
+        .expect("wildcard site");
+    assert!(
+        header(&headers, "x-forwarded-client-cert").is_some(),
+        "{headers}"
+    );
+    // …and its names are never served on the default site's connection.
+    let response = plain
+        .get(&plain_url)
+        .header("host", format!("b.partners.test:{port}"))
+        .send()
+        .await
+        .expect("cross-site request");
+    assert_eq!(response.status(), 421);
     assert_eq!(
         setup.upstream.observed.paths.lock().expect("paths").len(),
-        2
+        3
     );
 }
 

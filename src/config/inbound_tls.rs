@@ -20,7 +20,7 @@
 //!   `nextUpdate` fails verification).
 //!
 //! - `XSROUTER_TLS_HOSTS`: more sites chosen by SNI, a JSON array of
-//!   `{"host": "a.example" | ["a.example", …], "cert", "key", "clientCertMode", "permissive",
+//!   `{"host": "a.example" | ["a.example", "*.b.example", …], "cert", "key", "clientCertMode", "permissive",
 //!   "clientCa": [..], "allowedIssuers": [..], "maxChainDepth", "crl": [..], "crlScope",
 //!   "allowUnknownRevocationStatus", "enforceRevocationExpiration"}` (same meanings and defaults).
 //! - `XSROUTER_CLIENT_CERT_HEADERS`: comma list of the header profiles the destinations get for a
@@ -501,7 +501,7 @@ fn sni_sites(env: &Environment, text: &str, problems: &mut Problems) -> Vec<TlsS
                 problems.push(
                     &origin,
                     at,
-                    format!("`{name}` is not a DNS host name (no port, no wildcard)"),
+                    format!("`{name}` is not a DNS host name or `*.` wildcard (no port)"),
                 );
             } else if sites
                 .iter()
@@ -572,8 +572,10 @@ fn sni_sites(env: &Environment, text: &str, problems: &mut Problems) -> Vec<TlsS
     sites
 }
 
-/// A DNS name as SNI carries it: letters, digits, `-` and `.`, no empty label.
+/// A DNS name as SNI carries it — letters, digits, `-` and `.`, no empty label — optionally
+/// behind `*.` (a wildcard for one leading label).
 fn valid_server_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
     !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|label| {

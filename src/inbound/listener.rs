@@ -31,7 +31,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::reload::LiveTls;
-use super::server_config::{HostTls, TlsSites};
+use super::server_config::{HostTls, TlsSites, server_name_matches};
 use super::verify_result::VerificationCounters;
 use super::{ClientCertificate, Verification};
 use crate::pipeline::AppState;
@@ -61,8 +61,9 @@ pub struct TlsConnection {
     /// The SNI host requires client certificates: a request whose `Host` (or `:authority`)
     /// differs from `server_name` gets 421 Misdirected Request.
     pub host_must_match_sni: bool,
-    /// SNI names of the listener's sites that ask for client certificates: a request on another
-    /// site's connection whose `Host` is one of them gets 421 too.
+    /// SNI names (or `*.parent` patterns) of the listener's sites that ask for client
+    /// certificates: a request on another site's connection whose `Host` is one of them gets
+    /// 421 too.
     pub client_auth_hosts: Arc<[Arc<str>]>,
 }
 
@@ -89,7 +90,10 @@ impl TlsConnection {
         match self.server_name.as_deref() {
             Some(sni) if same(sni) => false,
             Some(_) if self.host_must_match_sni => true,
-            _ => self.client_auth_hosts.iter().any(|name| same(name)),
+            _ => self
+                .client_auth_hosts
+                .iter()
+                .any(|pattern| server_name_matches(pattern, host)),
         }
     }
 }
@@ -322,6 +326,10 @@ mod tests {
         let no_sni = connection(None, true, &["secure.test"]);
         assert!(!no_sni.is_misdirected(Some("127.0.0.1:8443")));
         assert!(no_sni.is_misdirected(Some("secure.test")));
+        // A wildcard site: any one-label name under it.
+        let wildcard = connection(Some("www.test"), false, &["*.secure.test"]);
+        assert!(wildcard.is_misdirected(Some("api.secure.test:443")));
+        assert!(!wildcard.is_misdirected(Some("secure.test")));
     }
 
     #[test]

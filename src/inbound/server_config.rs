@@ -16,6 +16,17 @@ use super::verifier::ClientVerifier;
 use super::verify_result::VerificationCounters;
 use crate::config::inbound_tls::{ClientCertMode, InboundTls, TlsSite};
 
+/// Whether `host` (lowercase or not, without port) is `pattern`: equal ignoring ASCII case, or
+/// for `*.parent` one more label in front of `parent` (as TLS certificates match wildcards).
+pub fn server_name_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(parent) => host.split_once('.').is_some_and(|(label, rest)| {
+            !label.is_empty() && label != "*" && rest.eq_ignore_ascii_case(parent)
+        }),
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
 /// One site, ready to serve.
 #[derive(Debug)]
 pub struct HostTls {
@@ -165,16 +176,37 @@ impl TlsSites {
         }
     }
 
-    /// The site for the SNI name a client sent (lowercase); the default site otherwise.
+    /// The site for the SNI name a client sent (lowercase): an exact name first, then a
+    /// `*.parent` wildcard for one leading label; the default site otherwise.
     pub fn select(&self, server_name: Option<&str>) -> &HostTls {
         server_name
-            .and_then(|name| self.by_name.get(name))
+            .and_then(|name| {
+                self.by_name.get(name).or_else(|| {
+                    let (_, parent) = name.split_once('.')?;
+                    self.by_name.get(format!("*.{parent}").as_str())
+                })
+            })
             .and_then(|i| self.hosts.get(*i))
             .unwrap_or(&self.default)
     }
 
-    /// SNI names of the sites that ask for client certificates.
+    /// SNI names (or `*.parent` patterns) of the sites that ask for client certificates.
     pub fn client_auth_names(&self) -> &Arc<[Arc<str>]> {
         &self.client_auth_names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_name_matches;
+
+    #[test]
+    fn wildcards_cover_exactly_one_leading_label() {
+        assert!(server_name_matches("api.example.com", "API.example.com"));
+        assert!(!server_name_matches("api.example.com", "www.example.com"));
+        assert!(server_name_matches("*.example.com", "api.example.com"));
+        assert!(!server_name_matches("*.example.com", "example.com"));
+        assert!(!server_name_matches("*.example.com", "a.b.example.com"));
+        assert!(!server_name_matches("*.example.com", ".example.com"));
     }
 }
