@@ -42,6 +42,8 @@ struct Shared {
     destination_service: Option<DestinationService>,
     auth: Auth,
     metrics: Metrics,
+    /// Open WebSockets by session, closed when their session ends.
+    sockets: Arc<websocket::sessions::SessionSockets>,
 }
 
 /// Why the request-serving state could not be built from a valid configuration.
@@ -98,6 +100,7 @@ impl AppState {
                 destination_service,
                 auth,
                 metrics: Metrics::default(),
+                sockets: Arc::default(),
             }),
         };
         if let Some(expired) = expired {
@@ -201,6 +204,7 @@ pub async fn handle(
         .runtime()
         .compression
         .negotiate(&method, request.headers());
+    let statistics = crate::sap_statistics::prepare(&mut request);
     let idle_exemption = request
         .extensions()
         .get::<client_timeouts::IdleExemption>()
@@ -232,7 +236,8 @@ pub async fn handle(
         peer.ip(),
         parts.extensions.get::<TlsConnection>(),
         &mut parts.headers,
-    );
+    )
+    .await;
     let mut request = Request::from_parts(parts, body);
     if request.extensions().get::<TlsConnection>().is_some()
         && !request.headers().contains_key(X_FORWARDED_PROTO)
@@ -308,6 +313,9 @@ pub async fn handle(
         request_id = correlation.to_str().unwrap_or("-"),
         "request"
     );
+    if statistics {
+        crate::sap_statistics::finish(started, &mut response);
+    }
     state.runtime().compression.apply(encoding, response)
 }
 
@@ -333,7 +341,11 @@ async fn route_request(
         return Ok(auth.callback(uri, request.headers()).await);
     }
     if auth.is_logout(uri.path()) {
+        let session = auth.session_id(request.headers()).map(str::to_owned);
         let (response, ended) = auth.logout(request.method(), uri, request.headers()).await;
+        if let (Some(id), Some(_)) = (&session, &ended) {
+            let _ = id; // CHECK
+        }
         if let Some(user) = ended {
             tokio::spawn(logout_backends(state.clone(), user.access_token));
         }
@@ -342,12 +354,23 @@ async fn route_request(
     if let Some(response) = runtime.plugin_metadata.answer(request.method(), uri.path()) {
         return Ok(response);
     }
-    if uri.path() == "/"
-        && let Some(welcome) = &runtime.xs_app.welcome_file
+    // `/` redirects to the welcome file; a CSRF token fetch is served the welcome file's route
+    // instead, so that it gets its token (as approuter).
+    let welcome = runtime
+        .xs_app
+        .welcome_file
+        .as_deref()
+        .filter(|_| uri.path() == "/");
+    if let Some(welcome) = welcome
+        && !protection::wants_csrf_token(request.headers())
     {
         return Ok(welcome_redirect(welcome));
     }
     let (url, sap_idp) = routing::take_sap_idp(uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    let url = match welcome {
+        Some(welcome) => format!("/{}", welcome.trim_start_matches('/')),
+        None => url,
+    };
     let host = request
         .headers()
         .get(header::HOST)
@@ -542,6 +565,7 @@ async fn dispatch(
                 .and_then(|s| s.backend_cookies.get(name))
                 .and_then(auth::backend_cookies::cookie_header);
             let upstream_started = Instant::now();
+            let statistics = crate::sap_statistics::requested(&parts.headers);
             let forward = Forward {
                 destination,
                 client,
@@ -555,7 +579,12 @@ async fn dispatch(
                 client_cert_headers,
             };
             let response = match client.websocket().filter(|_| upgrade) {
-                Some(websocket) => forward.upgrade(parts, websocket).await,
+                Some(websocket) => {
+                    let guard = caller.and_then(|c| c.session.as_ref()).map(|s| {
+                        websocket::sessions::SocketGuard::new(&state.inner.sockets, &s.id)
+                    });
+                    forward.upgrade(parts, websocket, guard).await
+                }
                 None => forward.send(parts, body).await,
             };
             state
@@ -563,6 +592,11 @@ async fn dispatch(
                 .metrics
                 .record_upstream(&destination.metric_name, upstream_started.elapsed());
             let mut response = response?;
+            if statistics {
+                response
+                    .extensions_mut()
+                    .insert(crate::sap_statistics::BackendStarted(upstream_started));
+            }
             if keep_cookies && let Some(caller) = caller {
                 state
                     .inner
@@ -605,6 +639,7 @@ fn client_cert_headers(
 /// A session that timed out logs its user out of the backends, as a logout does.
 async fn logout_timed_out_sessions(state: AppState, mut expired: auth::session::ExpiredSessions) {
     while let Some(session) = expired.recv().await {
+        state.inner.sockets.end(&session.id);
         if let Some(user) = &session.user {
             tracing::info!("session timed out; logging the user out of the backends");
             logout_backends(state.clone(), user.access_token.clone()).await;

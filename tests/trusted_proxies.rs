@@ -413,9 +413,10 @@ async fn revoked_and_expired_forwarded_certificates_fail() {
     let alice = setup.clients.client("alice", KeyForm::EcPkcs8);
     let bob = setup.clients.client("bob", KeyForm::EcPkcs8);
     let old = setup.clients.expired_client("old", KeyForm::EcPkcs8);
-    setup
-        .dir
-        .file("crl/root.pem", setup.clients.intermediate_crl(CrlValidity::Current));
+    setup.dir.file(
+        "crl/root.pem",
+        setup.clients.intermediate_crl(CrlValidity::Current),
+    );
     setup.dir.file(
         "crl/leaves.pem",
         setup.clients.leaf_crl(&[&bob], CrlValidity::Current),
@@ -423,7 +424,11 @@ async fn revoked_and_expired_forwarded_certificates_fail() {
     let router = setup
         .router(&[(
             "XSROUTER_CLIENT_CRL",
-            format!("{}:{}", setup.path("crl/root.pem"), setup.path("crl/leaves.pem")),
+            format!(
+                "{}:{}",
+                setup.path("crl/root.pem"),
+                setup.path("crl/leaves.pem")
+            ),
         )])
         .await;
     let proxy = client_from(PROXY_IP);

@@ -66,7 +66,7 @@ impl EffectiveClientCert {
     /// Resolves the certificate of a request from `peer` (over `tls` when it came over the
     /// router's TLS listener), then strips every client-certificate header from `headers`.
     /// A malformed forwarded header from a trusted proxy is an error (answer 400).
-    pub fn resolve(
+    pub async fn resolve(
         trusted: Option<&TrustedProxies>,
         peer: IpAddr,
         tls: Option<&TlsConnection>,
@@ -75,7 +75,7 @@ impl EffectiveClientCert {
         // Only a certificate that verified in the handshake identifies a peer.
         let connection_certificate = tls.and_then(|tls| tls.verified_certificate().cloned());
         let resolved = match trusted.filter(|t| t.trusts(peer, connection_certificate.as_deref())) {
-            Some(proxies) => Self::forwarded(proxies, connection_certificate, headers),
+            Some(proxies) => Self::forwarded(proxies, connection_certificate, headers).await,
             None => Ok(Self::handshake(tls, connection_certificate)),
         };
         let stripped = strip_client_cert_headers(headers);
@@ -113,7 +113,7 @@ impl EffectiveClientCert {
 
     /// From a trusted proxy, the client certificate is the one in its header, or none: the
     /// proxy's own handshake certificate is never taken for the client's.
-    fn forwarded(
+    async fn forwarded(
         proxies: &TrustedProxies,
         connection_certificate: Option<Arc<ClientCertificate>>,
         headers: &HeaderMap,
@@ -128,7 +128,7 @@ impl EffectiveClientCert {
             });
         };
         let verification = match &proxies.verification {
-            ForwardedVerification::Reverify(verifier) => verifier.verify(&certificate),
+            ForwardedVerification::Reverify(verifier) => verifier.verify(&certificate).await,
             ForwardedVerification::TrustProxy => Verification::Success,
         };
         if verification != Verification::Success {
