@@ -140,6 +140,16 @@ async fn the_demo_routes_over_mtls_with_a_minted_token_and_stops_on_ctrl_c() {
         insecure.get(&direct).send().await.is_err(),
         "the mTLS backend answered a client without a certificate"
     );
+    // So does the token service: tokens only for the bound certificate.
+    assert!(
+        insecure
+            .post(format!("{token_service}/oauth/token"))
+            .body("grant_type=client_credentials&client_id=sb-xsrouter-demo!t1")
+            .send()
+            .await
+            .is_err(),
+        "the demo token service answered a client without a certificate"
+    );
 
     // One token minted (at start-up or by the first request), then served from the cache.
     let management = demo

@@ -180,3 +180,97 @@ async fn token_keys(State(issuer): State<Arc<Issuer>>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::pki::ClientIdentity;
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+
+    fn client_with(ca: &DemoCa, identity: &ClientIdentity) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.certificate_der()).expect("root");
+        let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).expect("key");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![identity.certificate_der.clone()], key)
+        .expect("client auth");
+        reqwest::Client::builder()
+            .no_proxy()
+            .tls_backend_preconfigured(config)
+            .build()
+            .expect("client")
+    }
+
+    #[tokio::test]
+    async fn tokens_only_for_the_bound_certificate_and_the_client_credentials_grant() {
+        let ca = DemoCa::new().expect("ca");
+        let bound = ca.client("bound").expect("client");
+        let other = ca.client("other").expect("client");
+        let signer = JwtSigner::generate().expect("key");
+        let verifier = signer.verifier();
+        let service = DemoTokenService::start(
+            &ca,
+            RegisteredClient {
+                client_id: "demo-client".into(),
+                certificate_der: bound.certificate_der.to_vec(),
+                xsappname: "demo!t1".into(),
+            },
+            signer,
+        )
+        .await
+        .expect("start");
+        let url = format!("{}/oauth/token", service.url());
+        let post = |client: reqwest::Client, form: &'static str| {
+            let url = url.clone();
+            async move {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form)
+                    .send()
+                    .await
+                    .expect("send");
+                let status = response.status().as_u16();
+                let body: Value =
+                    serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+                (status, body)
+            }
+        };
+        let good = "grant_type=client_credentials&client_id=demo-client";
+        let (status, body) = post(client_with(&ca, &other), good).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client"))
+        );
+        let (status, body) = post(
+            client_with(&ca, &bound),
+            "grant_type=password&client_id=demo-client",
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("unsupported_grant_type"))
+        );
+        let (status, _) = post(
+            client_with(&ca, &bound),
+            "grant_type=client_credentials&client_id=someone",
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert_eq!(service.issued(), 0);
+        let (status, body) = post(client_with(&ca, &bound), good).await;
+        assert_eq!(status, 200, "{body}");
+        let claims = verifier
+            .verify(body["access_token"].as_str().expect("token"))
+            .expect("signed by the service");
+        assert_eq!(claims["client_id"], "demo-client");
+        assert_eq!(claims["iss"], format!("{}/oauth/token", service.url()));
+        assert_eq!(service.issued(), 1);
+    }
+}
