@@ -344,7 +344,7 @@ async fn route_request(
         let session = auth.session_id(request.headers()).map(str::to_owned);
         let (response, ended) = auth.logout(request.method(), uri, request.headers()).await;
         if let (Some(id), Some(_)) = (&session, &ended) {
-            let _ = id; // CHECK
+            state.inner.sockets.end(id);
         }
         if let Some(user) = ended {
             tokio::spawn(logout_backends(state.clone(), user.access_token));

@@ -529,3 +529,66 @@ async fn wss_destination_over_mutual_tls_presents_the_bound_certificate() {
     assert_eq!(seen.handshakes.len(), 1);
     assert_eq!(seen.closes, vec![1005]);
 }
+
+#[tokio::test]
+async fn logout_closes_the_sessions_websockets_only() {
+    let ts = TokenService::start(&Pki::new("Token Server"), &Pki::new("Client")).await;
+    ts.register_client(CLIENT, Some("router-secret"), None);
+    ts.set_login_user("alice", &["openid"]);
+    let upstream = plain_upstream().await;
+    let dir = WorkDir::new(&json!({
+        "websockets": {"enabled": true},
+        "routes": [{"source": "^/chat/(.*)$", "target": "/$1", "destination": "user"}],
+        "logout": {"logoutEndpoint": "/do/logout", "logoutMethod": "GET"}
+    }));
+    let vcap = json!({"xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"], "credentials": {
+        "clientid": CLIENT, "clientsecret": "router-secret", "url": ts.url, "xsappname": APP}}]});
+    let destinations =
+        json!([{"name": "user", "url": upstream.url("ws"), "forwardAuthToken": true}]);
+    let router = Router::start(
+        dir.path(),
+        &[
+            ("VCAP_SERVICES", vcap.to_string()),
+            ("destinations", destinations.to_string()),
+        ],
+    )
+    .await;
+    let origin = own_origin(&router);
+    let (mut leaving, mut staying) = (Browser::default(), Browser::default());
+    leaving.login(&router, "/chat/index").await;
+    staying.login(&router, "/chat/index").await;
+    let open_for = |browser: &Browser| vec![origin.clone(), ("cookie", browser.cookie_header())];
+    let mut first = open(&router, "/chat/a", &open_for(&leaving))
+        .await
+        .expect("open");
+    let mut second = open(&router, "/chat/b", &open_for(&leaving))
+        .await
+        .expect("open");
+    let mut other = open(&router, "/chat/c", &open_for(&staying))
+        .await
+        .expect("open");
+    for ws in [&mut first, &mut second, &mut other] {
+        ws.send(Message::text("before")).await.expect("send");
+        assert_eq!(next_data(ws).await, Message::text("before"));
+    }
+
+    let logout = leaving.get(&router.url("/do/logout"), &[]).await;
+    assert_eq!(logout.status(), 302);
+    for ws in [&mut first, &mut second] {
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match ws.next().await {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the logged-out session's websocket is closed"
+        );
+    }
+    other.send(Message::text("after")).await.expect("send");
+    assert_eq!(next_data(&mut other).await, Message::text("after"));
+}

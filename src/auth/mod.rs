@@ -155,6 +155,11 @@ impl Auth {
         &self.cookie.name
     }
 
+    /// The session id the request's cookie names, if any.
+    pub fn session_id<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        self.cookie.session_id(headers)
+    }
+
     fn provider(&self, kind: AuthServiceKind) -> Option<&Arc<Provider>> {
         match kind {
             AuthServiceKind::Xsuaa => self.xsuaa.as_ref(),

@@ -9,6 +9,7 @@
 
 pub mod origins;
 pub mod relay;
+pub mod sessions;
 
 use http::{HeaderMap, Method, Version, header};
 

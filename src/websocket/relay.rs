@@ -5,7 +5,8 @@
 //!
 //! The relay works on the byte stream, not on frames: pings, pongs, close codes, subprotocols
 //! and extensions negotiated with the destination pass through unchanged. A destination that
-//! refuses the upgrade has its answer (status, headers, body) passed to the client.
+//! refuses the upgrade has its answer (status, headers, body) passed to the client. A socket
+//! opened with a session is closed when that session ends (logout, idle timeout).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -18,6 +19,7 @@ use crate::proxy::Forward;
 use crate::proxy::headers::remove_hop_by_hop;
 use crate::proxy::idle::IdleTimeoutBody;
 use crate::rejection::Rejection;
+use crate::websocket::sessions::SocketGuard;
 
 impl Forward<'_> {
     /// Upgrades the request at the destination and relays the two connections. `client` is the
@@ -26,6 +28,7 @@ impl Forward<'_> {
         mut self,
         mut parts: Parts,
         client: &reqwest::Client,
+        session: Option<SocketGuard>,
     ) -> Result<Response, Rejection> {
         let destination = self.destination;
         let incoming = parts
@@ -91,14 +94,26 @@ impl Forward<'_> {
             };
             let mut incoming = TokioIo::new(incoming);
             let mut outgoing = outgoing;
-            match tokio::io::copy_bidirectional(&mut incoming, &mut outgoing).await {
-                Ok((up, down)) => {
-                    tracing::debug!(destination = %name, bytes_up = up, bytes_down = down, "websocket closed")
+            let relay = tokio::io::copy_bidirectional(&mut incoming, &mut outgoing);
+            let ended = async {
+                match &session {
+                    Some(guard) => guard.ended.cancelled().await,
+                    None => std::future::pending().await,
                 }
-                Err(err) => {
-                    tracing::debug!(destination = %name, error = %err, "websocket ended with an error")
-                }
+            };
+            tokio::select! {
+                relayed = relay => match relayed {
+                    Ok((up, down)) => {
+                        tracing::debug!(destination = %name, bytes_up = up, bytes_down = down, "websocket closed")
+                    }
+                    Err(err) => {
+                        tracing::debug!(destination = %name, error = %err, "websocket ended with an error")
+                    }
+                },
+                // Both connections are dropped: the session that opened the socket is over.
+                () = ended => tracing::debug!(destination = %name, "websocket closed: session ended"),
             }
+            drop(session);
         });
 
         let mut response = Response::new(Body::empty());
