@@ -978,3 +978,52 @@ async fn sighup_reloads_the_tls_files_at_once() {
         "SIGHUP did not reload the TLS files"
     );
 }
+
+#[tokio::test]
+async fn the_binary_logs_its_tls_files_reloads_on_sighup_and_never_logs_keys() {
+    let setup = setup().await;
+    let env = setup.env(
+        "optional",
+        &[
+            ("XSROUTER_CLIENT_CERT_PERMISSIVE", "true".to_owned()),
+            ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "3600".to_owned()),
+        ],
+    );
+    let router = support::process::RouterProcess::start(setup.dir.path(), &env);
+    let loaded = router
+        .wait_for_line("HTTPS server certificate loaded", Duration::from_secs(10))
+        .await;
+    assert!(loaded.contains("CN=localhost"), "{loaded}");
+    router
+        .wait_for_line("permissive client certificates", Duration::from_secs(5))
+        .await;
+
+    // New files, then SIGHUP: the new certificate is announced.
+    let renewed = Pki::new("renewed");
+    let (chain, key) = renewed.server_for(&["localhost", "renewed.test"]);
+    setup.dir.file("tls/server.pem", &chain);
+    setup.dir.file("tls/server.key", &key);
+    router.signal("HUP");
+    router
+        .wait_for_line("inbound TLS files changed", Duration::from_secs(10))
+        .await;
+
+    // A key that does not belong to the certificate: rejected with file and reason.
+    let (_, other_key) = renewed.server();
+    setup.dir.file("tls/server.key", &other_key);
+    router.signal("HUP");
+    let rejected = router
+        .wait_for_line("inbound TLS files rejected", Duration::from_secs(10))
+        .await;
+    assert!(rejected.contains("server.pem"), "{rejected}");
+
+    let log = router.log_text();
+    for secret in [&key, &other_key] {
+        let body = secret
+            .lines()
+            .find(|l| !l.starts_with("-----"))
+            .expect("key body");
+        assert!(!log.contains(body), "key material in the log:\n{log}");
+    }
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+}

@@ -47,6 +47,7 @@ impl LiveTls {
     ) -> Result<Self, Vec<SiteError>> {
         let seen = fingerprint(settings);
         let sites = TlsSites::build(settings, &counters)?;
+        log_server_certificates(&sites);
         Ok(Self {
             current: ArcSwap::from_pointee(sites),
             settings: settings.clone(),
@@ -74,6 +75,7 @@ impl LiveTls {
         }
         match TlsSites::build(&self.settings, &self.counters) {
             Ok(sites) => {
+                log_server_certificates(&sites);
                 self.current.store(Arc::new(sites));
                 tracing::info!(
                     "inbound TLS files changed: new server certificates, CA bundles and CRLs in use for new connections"
@@ -86,6 +88,29 @@ impl LiveTls {
                 }
                 Reloaded::Rejected
             }
+        }
+    }
+}
+
+/// Logs subject, issuer and expiry of each site's server certificate (never a key), warning
+/// when less than a fifth of its lifetime is left.
+fn log_server_certificates(sites: &TlsSites) {
+    let now = crate::identity::rotation::now_unix();
+    for site in sites.sites() {
+        if site.permissive {
+            tracing::warn!(site = %site.label, "permissive client certificates: connections with a certificate that fails verification are accepted; protect routes with `clientCertificate`");
+        }
+        let Some(cert) = &site.server_certificate else {
+            continue;
+        };
+        let not_after = httpdate::fmt_http_date(
+            std::time::UNIX_EPOCH + Duration::from_secs(cert.not_after.max(0) as u64),
+        );
+        tracing::info!(site = %site.label, subject = %cert.subject, issuer = %cert.issuer, not_after = %not_after, client_certificates = site.asks_for_certificates, "HTTPS server certificate loaded");
+        if cert.seconds_left(now) <= 0 {
+            tracing::warn!(site = %site.label, subject = %cert.subject, not_after = %not_after, "HTTPS server certificate has EXPIRED");
+        } else if cert.nearly_expired(now) {
+            tracing::warn!(site = %site.label, subject = %cert.subject, not_after = %not_after, "HTTPS server certificate has less than 20% of its lifetime left");
         }
     }
 }

@@ -15,6 +15,7 @@ use super::trust::{FileRole, MaterialError, TrustPolicy, read_certificates, read
 use super::verifier::ClientVerifier;
 use super::verify_result::VerificationCounters;
 use crate::config::inbound_tls::{ClientCertMode, InboundTls, TlsSite};
+use crate::identity::certificate::{CertificateSummary, summary};
 
 /// Whether `host` (lowercase or not, without port) is `pattern`: equal ignoring ASCII case, or
 /// for `*.parent` one more label in front of `parent` (as TLS certificates match wildcards).
@@ -37,6 +38,10 @@ pub struct HostTls {
     pub permissive: bool,
     /// The handshake asks for a client certificate (mode `optional` or `require`).
     pub asks_for_certificates: bool,
+    /// `default` or the site's SNI names, for logs.
+    pub label: String,
+    /// Subject, issuer and validity of the server certificate, for logs.
+    pub server_certificate: Option<CertificateSummary>,
 }
 
 impl HostTls {
@@ -47,6 +52,7 @@ impl HostTls {
         counters: &Arc<VerificationCounters>,
     ) -> Result<Self, MaterialError> {
         let chain = read_certificates(FileRole::ServerCertificate, &site.cert_file)?;
+        let server_certificate = chain.first().and_then(|leaf| summary(leaf).ok());
         let key_bytes = read_file(FileRole::ServerKey, &site.key_file)?;
         let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|err| {
             MaterialError::new(
@@ -89,6 +95,12 @@ impl HostTls {
             policy,
             permissive: auth.permissive && auth.mode == ClientCertMode::Optional,
             asks_for_certificates: auth.mode != ClientCertMode::Off,
+            label: if site.server_names.is_empty() {
+                "default".to_owned()
+            } else {
+                site.server_names.join(",")
+            },
+            server_certificate,
         })
     }
 }
@@ -188,6 +200,11 @@ impl TlsSites {
             })
             .and_then(|i| self.hosts.get(*i))
             .unwrap_or(&self.default)
+    }
+
+    /// Every site, the default first.
+    pub fn sites(&self) -> impl Iterator<Item = &HostTls> {
+        std::iter::once(&self.default).chain(&self.hosts)
     }
 
     /// SNI names (or `*.parent` patterns) of the sites that ask for client certificates.
