@@ -571,3 +571,46 @@ async fn nothing_echoed_can_carry_crlf() {
     assert!(!head.contains("a b"), "{head}");
     assert_eq!(statuses(&answer), vec![200]);
 }
+
+#[tokio::test]
+async fn slow_heads_over_tls_are_cut_off_too() {
+    let pki = support::pki::Pki::new("Router TLS");
+    let files = tempfile::tempdir().expect("tmp");
+    let (chain, key) = pki.server();
+    std::fs::write(files.path().join("cert.pem"), chain).expect("cert");
+    std::fs::write(files.path().join("key.pem"), key).expect("key");
+    let (router, up, _dir) = start(&[
+        (
+            "XSROUTER_TLS_CERT",
+            files.path().join("cert.pem").display().to_string(),
+        ),
+        (
+            "XSROUTER_TLS_KEY",
+            files.path().join("key.pem").display().to_string(),
+        ),
+        ("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned()),
+    ])
+    .await;
+    let mut config = support::pki::tls_client_config(&pki, None);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = TcpStream::connect(router.addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    tls.write_all(b"GET /api/slow HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+        .await
+        .expect("write");
+    tls.flush().await.expect("flush");
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the slow TLS connection was not closed");
+    assert_eq!(up.connections(), 0);
+}

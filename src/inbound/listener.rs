@@ -121,8 +121,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<Stopped> {
+    // The head limits and the header read timeout, as on the plain listener.
+    let builder = crate::limits::connection_builder(&state.runtime().settings.limits);
     let app = server::app(state);
-    let builder = Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
