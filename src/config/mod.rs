@@ -278,6 +278,9 @@ impl Runtime {
     }
 
     fn with_warnings(mut self) -> Self {
+        if let Some(proxies) = &self.trusted_proxies {
+            self.warnings.extend(proxies.warnings());
+        }
         let login_routes = self
             .routes
             .routes()

@@ -163,6 +163,30 @@ pub struct TrustedProxies {
 }
 
 impl TrustedProxies {
+    /// Start-up warnings: settings that let any peer, or any certificate, through.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.identities.is_empty() {
+            for range in &self.ranges {
+                let everyone = matches!(
+                    range,
+                    IpRange::V4 { prefix: 0, .. } | IpRange::V6 { prefix: 0, .. }
+                );
+                if everyone {
+                    out.push(format!(
+                        "XSROUTER_TRUSTED_PROXIES contains {range}: every peer may claim a client certificate; list only the proxies' addresses"
+                    ));
+                }
+            }
+        }
+        if matches!(self.verification, ForwardedVerification::TrustProxy) {
+            out.push(
+                "XSROUTER_FORWARDED_CLIENT_CERT_VERIFY=trust-proxy: forwarded client certificates are not verified by xsrouter".to_owned(),
+            );
+        }
+        out
+    }
+
     /// Whether the direct peer is a trusted proxy: `peer` is its address, `certificate` the
     /// certificate it presented and the handshake verified.
     pub fn trusts(&self, peer: IpAddr, certificate: Option<&ClientCertificate>) -> bool {
@@ -202,6 +226,36 @@ mod tests {
         assert!(!v6.contains("2001:db9::1".parse().expect("ip")));
         assert!(range("::/0").contains("::1".parse().expect("ip")));
         assert_eq!(range("fd00::/8").to_string(), "fd00::/8");
+    }
+
+    #[test]
+    fn trusting_everyone_is_a_warning() {
+        let proxies = |ranges: &[&str], verification| TrustedProxies {
+            ranges: ranges.iter().map(|r| range(r)).collect(),
+            identities: Vec::new(),
+            format: ForwardedFormat::CloudFoundry,
+            verification,
+        };
+        let warnings =
+            proxies(&["10.0.0.0/8", "::/0"], ForwardedVerification::TrustProxy).warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("contains ::/0"), "{warnings:?}");
+        assert!(warnings[1].contains("trust-proxy"), "{warnings:?}");
+        assert_eq!(
+            proxies(
+                &["10.0.0.0/8", "0.0.0.1"],
+                ForwardedVerification::TrustProxy
+            )
+            .warnings()
+            .len(),
+            1
+        );
+        assert!(
+            proxies(&["0.0.0.0/0"], ForwardedVerification::TrustProxy)
+                .warnings()
+                .iter()
+                .any(|w| w.contains("0.0.0.0/0"))
+        );
     }
 
     #[test]
