@@ -59,6 +59,7 @@ impl WsUpstream {
 const CLOSE_PLEASE: &str = "close please";
 
 /// Echoes text and binary messages; records the handshake and the close code.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: Arc<Mutex<Seen>>) {
     let record = seen.clone();
     let callback = move |request: &Request, response: Response| {
@@ -82,7 +83,8 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: Arc<Mutex<Seen
                 let _ = ws.close(Some(frame)).await;
             }
             Message::Text(_) | Message::Binary(_) => {
-                if ws.send(message).await.is_err() {
+                let sent = ws.send(message).await;
+                if sent.is_err() {
                     break;
                 }
             }
