@@ -7,9 +7,9 @@
 //! `{{& name}}` (verbatim), dotted names (`{{service.url}}`), `{{! comments}}`, sections
 //! `{{#name}}…{{/name}}` (once for a truthy value, per element for a list, inside an object's
 //! context) and inverted sections `{{^name}}…{{/name}}`, partials `{{> x}}` (always empty),
-//! standalone tag lines removed. A
-//! missing name renders as the empty string. Unclosed tags or sections and custom delimiters
-//! (`{{=<% %>=}}`) are render errors (500), as mustache.js throws on the first two.
+//! standalone tag lines removed. A missing name renders as the empty string. Unclosed tags or
+//! sections and custom delimiters (`{{=<% %>=}}`) are render errors (500); mustache.js throws
+//! on the first two too.
 //!
 //! Unlike approuter, secret credentials (`clientsecret`, passwords, keys, tokens) are never put
 //! into the view: a static file is public, so they would be handed to every visitor.

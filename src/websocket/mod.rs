@@ -1,6 +1,7 @@
 //! WebSockets through the router: which requests are upgrades, whether one may open
 //! (`websockets.enabled` in xs-app.json, the `Origin` check), and — in [`relay`] — the upgrade
-//! at the destination and the byte relay between the two connections.
+//! at the destination and the byte relay between the two connections; [`sessions`] closes the
+//! sockets of a session that ends.
 //!
 //! As in approuter, an upgrade is refused with 403 when websockets are disabled or the `Origin`
 //! is not allowed (`WS_ALLOWED_ORIGINS`, else the router's own URL), 401 when the route needs a
