@@ -29,7 +29,7 @@ pub const DEMO_WORKDIR: &str = "xs-app";
 /// Errors of the demo set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -40,12 +40,17 @@ pub enum DemoError {
     Config(#[from] crate::config::LoadError),
     #[error(transparent)]
     Start(#[from] crate::pipeline::StartError),
-    #[error("demo PKI: {0}")]
+    #[error("demo PKI")]
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
     Signing(#[from] jwt::SigningError),
-    #[error("cannot listen: {0}")]
+    #[error("cannot listen on {addr} (set PORT to another port)")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen")]
     Listen(#[from] std::io::Error),
-    #[error("demo request: {0}")]
+    #[error("the demo request failed")]
     Request(#[from] reqwest::Error),
 }

@@ -20,13 +20,13 @@ pub const CLIENT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(24 * 3600)
 /// Why the demo PKI could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("generating a certificate: {0}")]
+    #[error("generating a certificate")]
     Generate(#[from] rcgen::Error),
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Tls(#[from] rustls::Error),
-    #[error("client certificate verifier: {0}")]
+    #[error("client certificate verifier")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("reading back a generated certificate: {0}")]
+    #[error("reading back a generated certificate")]
     Parse(#[from] crate::inbound::CertificateError),
 }
 
