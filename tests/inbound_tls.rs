@@ -532,7 +532,7 @@ async fn an_expired_crl_is_refused_unless_expiration_is_not_enforced() {
         ),
     );
     let crl = ("XSROUTER_CLIENT_CRL", setup.path("tls/crls.pem"));
-    let strict = setup.router("require", &[crl.clone()]).await;
+    let strict = setup.router("require", std::slice::from_ref(&crl)).await;
     assert!(
         !accepted(&setup, &strict, Some((&setup.client_pki, &alice))).await,
         "a certificate was accepted on an expired CRL"
@@ -559,7 +559,7 @@ async fn unknown_revocation_status_is_refused_unless_allowed_or_only_leaves_are_
         setup.client_pki.leaf_crl(&[], CrlValidity::Current),
     );
     let crl = ("XSROUTER_CLIENT_CRL", setup.path("tls/leaves.crl"));
-    let strict = setup.router("require", &[crl.clone()]).await;
+    let strict = setup.router("require", std::slice::from_ref(&crl)).await;
     assert!(
         !accepted(&setup, &strict, Some((&setup.client_pki, &alice))).await,
         "a certificate of unknown revocation status was accepted"
