@@ -263,6 +263,8 @@ async fn soak() {
                 dir.path().join("server-ca.pem").display().to_string(),
             ),
             ("XSROUTER_CREDENTIALS_POLL_INTERVAL", "2".to_owned()),
+            // Sessions of finished logins expire after a minute, so memory can level off.
+            ("SESSION_TIMEOUT", "1".to_owned()),
             (
                 "RUST_LOG",
                 "warn,xsrouter=info,xsrouter::access=warn".to_owned(),
