@@ -847,3 +847,23 @@ async fn secrets_never_reach_the_log() {
         assert!(!log.contains(secret), "`{secret}` in the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn a_rejected_binding_token_is_replaced() {
+    let s = setup().await;
+    s.ds.put(s.plain("orders"));
+    let (_dir, router) = s.public_router(&[]).await;
+    assert_eq!(get(&router, "/dyn/unknown/x", &[]).await.0, 404);
+    let binding_tokens = || {
+        s.ts.requests()
+            .iter()
+            .filter(|r| r.client_id() == Some(DEST_CLIENT))
+            .count()
+    };
+    assert_eq!(binding_tokens(), 1);
+    // The service stops accepting that token (e.g. the binding's credentials were rotated).
+    s.ds.fail_next(1, 401);
+    assert_eq!(get(&router, "/orders/x", &[]).await.0, 502);
+    assert_eq!(get(&router, "/orders/x", &[]).await.0, 200);
+    assert_eq!(binding_tokens(), 2, "a new token after the 401");
+}

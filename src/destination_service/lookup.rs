@@ -149,10 +149,8 @@ impl LookupClient {
 
     /// Looks `name` up (the caller has checked it is a plain destination name).
     pub async fn find(&self, name: &str, user: Option<&Secret>) -> Result<FindAnswer, LookupError> {
-        let token = self
-            .tokens
-            .token(&self.endpoint, &TokenRequest::new(Grant::ClientCredentials))
-            .await?;
+        let token_request = TokenRequest::new(Grant::ClientCredentials);
+        let token = self.tokens.token(&self.endpoint, &token_request).await?;
         let mut url = String::with_capacity(self.base.len() + name.len());
         url.push_str(&self.base);
         url.extend(percent_encoding::utf8_percent_encode(
@@ -182,6 +180,11 @@ impl LookupClient {
         let status = response.status();
         if status == http::StatusCode::NOT_FOUND {
             return Err(LookupError::NotFound);
+        }
+        if status == http::StatusCode::UNAUTHORIZED {
+            // The service no longer accepts the binding's token (revoked, credentials rotated):
+            // the next lookup gets a new one instead of failing until it expires.
+            self.tokens.forget(&self.endpoint, &token_request).await;
         }
         if !status.is_success() {
             return Err(LookupError::Status(status.as_u16()));

@@ -200,7 +200,24 @@ impl TokenService {
         self.stats
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = TokenKey {
+        self.cache
+            .try_get_with(Self::key_of(endpoint, request), async {
+                self.fetch(endpoint, request).await.map(Arc::new)
+            })
+            .await
+            .map_err(|err| (*err).clone())
+    }
+
+    /// Forgets the cached token for `request` at `endpoint` (after a service rejected it), so
+    /// the next caller fetches a new one.
+    pub async fn forget(&self, endpoint: &TokenEndpoint, request: &TokenRequest) {
+        self.cache
+            .invalidate(&Self::key_of(endpoint, request))
+            .await;
+    }
+
+    fn key_of(endpoint: &TokenEndpoint, request: &TokenRequest) -> TokenKey {
+        TokenKey {
             endpoint: endpoint.cache_identity().to_owned(),
             client_id: endpoint.client_id.clone(),
             grant: request.grant.name(),
@@ -213,13 +230,7 @@ impl TokenService {
                 out.copy_from_slice(digest.as_ref());
                 out
             }),
-        };
-        self.cache
-            .try_get_with(key, async {
-                self.fetch(endpoint, request).await.map(Arc::new)
-            })
-            .await
-            .map_err(|err| (*err).clone())
+        }
     }
 
     /// A client without a client certificate, trusting the configured roots (key and discovery
