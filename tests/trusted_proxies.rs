@@ -810,7 +810,8 @@ async fn client_certificate_rules_are_validated_with_json_paths() {
             {"source": "^/b", "destination": "backend", "clientCertificate": {"mode": "optional", "subjects": {}}},
             {"source": "^/c", "destination": "backend", "clientCertificate": {"subject": {"XX": "a"}, "issuer": {}}},
             {"source": "^/d", "destination": "backend", "clientCertificate": {"subject": {"CN": []}}},
-            {"source": "^/e", "destination": "backend", "clientCertificate": 7}
+            {"source": "^/e", "destination": "backend", "clientCertificate": 7},
+            {"source": "^/f", "destination": "backend", "clientCertificate": {"uri": [], "dns": [""]}}
         ]
     }));
     let env = vec![(
@@ -827,6 +828,8 @@ async fn client_certificate_rules_are_validated_with_json_paths() {
         "$.routes[2].clientCertificate.issuer: must name at least one attribute",
         "$.routes[3].clientCertificate.subject.CN: must be a non-empty string",
         "$.routes[4].clientCertificate: must be `required`, `optional` or an object",
+        "$.routes[5].clientCertificate.uri: must be a non-empty string",
+        "$.routes[5].clientCertificate.dns: must be a non-empty string",
     ] {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
@@ -867,5 +870,78 @@ async fn route_rules_on_a_permissive_listener() {
     ] {
         let (status, body) = send(client, &https(&router, path), &none).await;
         assert_eq!(status, want, "{path}: {body}");
+    }
+}
+
+/// A leaf of `pki` with CN `cn` and the given URI and DNS SANs.
+fn leaf_with_sans(pki: &Pki, cn: &str, uris: &[&str], dns: &[&str]) -> Leaf {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "xsrouter tests");
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.subject_alt_names = uris
+        .iter()
+        .map(|u| SanType::URI((*u).try_into().expect("uri")))
+        .chain(dns.iter().map(|d| SanType::DnsName((*d).try_into().expect("dns"))))
+        .collect();
+    let cert = params.signed_by(&key, &pki.intermediate).expect("leaf");
+    Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        cn: cn.to_owned(),
+        serial: 0,
+    }
+}
+
+#[tokio::test]
+async fn san_rules_match_uri_and_dns_names() {
+    let setup = setup().await;
+    let dir = WorkDir::new(&json!({
+        "authenticationMethod": "none",
+        "routes": [
+            {"source": "^/mesh/(.*)$", "target": "/$1", "destination": "backend",
+             "clientCertificate": {"uri": ["spiffe://mesh/ns/a/sa/orders"], "dns": "orders.internal"}}
+        ]
+    }));
+    dir.file(
+        "ca/clients.pem",
+        format!("{}{}", setup.clients.root_pem(), setup.clients.intermediate_pem()),
+    );
+    let mut env = setup.env(&[]);
+    env.retain(|(k, _)| *k != "XSROUTER_CLIENT_CA");
+    env.push((
+        "XSROUTER_CLIENT_CA",
+        dir.path().join("ca/clients.pem").display().to_string(),
+    ));
+    let router = Router::start(dir.path(), &env).await;
+    let proxy = client_from(PROXY_IP);
+    let orders = leaf_with_sans(
+        &setup.clients,
+        "orders",
+        &["spiffe://mesh/ns/a/sa/orders"],
+        &["ORDERS.internal"],
+    );
+    let wrong_uri = leaf_with_sans(
+        &setup.clients,
+        "orders",
+        &["spiffe://mesh/ns/b/sa/orders"],
+        &["orders.internal"],
+    );
+    let no_dns = leaf_with_sans(&setup.clients, "orders", &["spiffe://mesh/ns/a/sa/orders"], &[]);
+    for (leaf, want) in [(&orders, 200), (&wrong_uri, 403), (&no_dns, 403)] {
+        let (status, body) = send(
+            &proxy,
+            &router.url("/mesh/x"),
+            &forwarded("cf", &setup.clients, leaf),
+        )
+        .await;
+        assert_eq!(status, want, "{body}");
+        if want == 403 {
+            assert!(body.as_str().is_some_and(|b| b.contains("names are not allowed")), "{body}");
+        }
     }
 }

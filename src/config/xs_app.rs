@@ -513,15 +513,15 @@ pub(crate) fn parse_route(
 
 /// `clientCertificate`: `"required"`, `"optional"`, or
 /// `{"mode": "required"|"optional" (default required), "subject": {ATTR: value|[values]},
-/// "issuer": {ATTR: value|[values]}}` — every listed attribute must have one of its values.
+/// "issuer": {ATTR: value|[values]}, "uri": SAN|[SANs], "dns": SAN|[SANs]}` — every listed
+/// attribute must have one of its values, and the certificate one of the listed SANs.
 fn parse_client_certificate(
     value: Value,
     origin: &str,
     path: &str,
     problems: &mut Problems,
 ) -> Option<ClientCertificateRule> {
-    const EXPECTED: &str =
-        "must be `required`, `optional` or an object {\"mode\", \"subject\", \"issuer\"}";
+    const EXPECTED: &str = "must be `required`, `optional` or an object {\"mode\", \"subject\", \"issuer\", \"uri\", \"dns\"}";
     let requirement = |value: &Value, at: &str, problems: &mut Problems| match value.as_str() {
         Some("required") => Some(CertificateRequirement::Required),
         Some("optional") => Some(CertificateRequirement::Optional),
@@ -536,6 +536,8 @@ fn parse_client_certificate(
                 requirement,
                 subject: Vec::new(),
                 issuer: Vec::new(),
+                uri: Vec::new(),
+                dns: Vec::new(),
             });
         }
         Value::Object(object) => object,
@@ -549,6 +551,8 @@ fn parse_client_certificate(
         requirement: CertificateRequirement::Required,
         subject: Vec::new(),
         issuer: Vec::new(),
+        uri: Vec::new(),
+        dns: Vec::new(),
     };
     for (key, value) in object {
         let at = child(path, &key);
@@ -560,6 +564,20 @@ fn parse_client_certificate(
             }
             "subject" => rule.subject = attribute_matches(value, origin, &at, problems),
             "issuer" => rule.issuer = attribute_matches(value, origin, &at, problems),
+            "uri" | "dns" => match scope_list(&value) {
+                Some(names) if !names.is_empty() && names.iter().all(|n| !n.is_empty()) => {
+                    if key == "uri" {
+                        rule.uri = names;
+                    } else {
+                        rule.dns = names;
+                    }
+                }
+                _ => problems.push(
+                    origin,
+                    at,
+                    "must be a non-empty string or a non-empty array of non-empty strings",
+                ),
+            },
             _ => problems.push(origin, at, "unknown property"),
         }
     }

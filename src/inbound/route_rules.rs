@@ -81,6 +81,10 @@ pub struct ClientCertificateRule {
     pub subject: Vec<AttributeMatch>,
     /// Every condition must hold for the issuer.
     pub issuer: Vec<AttributeMatch>,
+    /// When not empty, the certificate must carry one of these URI SANs (e.g. SPIFFE ids).
+    pub uri: Vec<String>,
+    /// When not empty, the certificate must carry one of these DNS SANs (case-insensitive).
+    pub dns: Vec<String>,
 }
 
 /// Why a request does not pass a route's rule (the body of the 403).
@@ -90,6 +94,7 @@ pub enum RuleRefusal {
     NotVerified,
     SubjectMismatch,
     IssuerMismatch,
+    NameMismatch,
 }
 
 impl RuleRefusal {
@@ -99,6 +104,7 @@ impl RuleRefusal {
             Self::NotVerified => "Forbidden: the client certificate did not verify",
             Self::SubjectMismatch => "Forbidden: the client certificate subject is not allowed",
             Self::IssuerMismatch => "Forbidden: the client certificate issuer is not allowed",
+            Self::NameMismatch => "Forbidden: the client certificate names are not allowed",
         }
     }
 }
@@ -132,6 +138,15 @@ impl ClientCertificateRule {
             .all(|m| m.holds(certificate.issuer_attributes()))
         {
             return Err(RuleRefusal::IssuerMismatch);
+        }
+        let uri_ok = self.uri.is_empty() || certificate.uris().iter().any(|u| self.uri.contains(u));
+        let dns_ok = self.dns.is_empty()
+            || certificate
+                .dns_names()
+                .iter()
+                .any(|d| self.dns.iter().any(|w| w.eq_ignore_ascii_case(d)));
+        if !(uri_ok && dns_ok) {
+            return Err(RuleRefusal::NameMismatch);
         }
         Ok(())
     }
