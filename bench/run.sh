@@ -16,6 +16,7 @@
 #   BENCH_PORT_BASE    first of the loopback ports used (18000)
 #   BENCH_APPROUTER_DIR where @sap/approuter is (or gets) installed (/tmp/arref)
 #   BENCH_KEEP=1       keep the work directory (configs, logs) after the run
+#   BENCH_SKIP_BUILD=1 use the release binaries already built
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -75,8 +76,10 @@ fi
 has nginx || die "nginx is not installed"
 if has wrk; then LOADGEN=wrk; else LOADGEN=bench_tools; log "wrk is not available: bench_tools drives the plain HTTP scenarios too"; fi
 
-log "building xsrouter and bench_tools (release)"
-cargo build --release --quiet --bin xsrouter --example bench_tools
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  log "building xsrouter and bench_tools (release)"
+  cargo build --release --quiet --bin xsrouter --example bench_tools
+fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 TARGET_DIR=${TARGET_DIR:-$ROOT/target}
 XSROUTER=$TARGET_DIR/release/xsrouter
@@ -103,12 +106,10 @@ case " $PROXIES " in *" approuter "*)
 NCPU=$(nproc)
 if [ "$NCPU" -ge 2 ] && has taskset; then
   PROXY_CPUS=0; LOAD_CPUS=1; [ "$NCPU" -gt 2 ] && LOAD_CPUS=1-$((NCPU - 1))
-  pin_proxy() { taskset -c "$PROXY_CPUS" "$@"; }
-  pin_load() { taskset -c "$LOAD_CPUS" "$@"; }
+  PIN_PROXY=(taskset -c "$PROXY_CPUS"); PIN_LOAD=(taskset -c "$LOAD_CPUS")
   PINNING="proxy on CPU $PROXY_CPUS; load generator, backend and token service on CPU $LOAD_CPUS"
 else
-  pin_proxy() { "$@"; }
-  pin_load() { "$@"; }
+  PIN_PROXY=(); PIN_LOAD=()
   PINNING="no pinning ($NCPU CPU)"
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -194,11 +195,11 @@ http {
 }
 EOF
 mkdir -p "$W/backend/tmp"
-pin_load nginx -p "$W/backend" -c "$W/backend/nginx.conf" -g 'daemon off; user root;' 2>>"$W/backend/error.log" &
+"${PIN_LOAD[@]}" nginx -p "$W/backend" -c "$W/backend/nginx.conf" -g 'daemon off; user root;' 2>>"$W/backend/error.log" &
 PIDS+=($!)
 
 # Token service (XSUAA-compatible: /oauth/token, /token_keys).
-pin_load "$TOOLS" token-service --port "$P_TOKENS" --key "$W/pki/token-key.pem" 2>"$W/tokens.log" &
+"${PIN_LOAD[@]}" "$TOOLS" token-service --port "$P_TOKENS" --key "$W/pki/token-key.pem" 2>"$W/tokens.log" &
 PIDS+=($!)
 
 wait_port() { # port [pid]
@@ -278,12 +279,12 @@ http {
   proxy_ssl_trusted_certificate $W/pki/ca.pem; proxy_ssl_verify on; proxy_ssl_name localhost;
   proxy_ssl_session_reuse on;
   server {
-    listen 127.0.0.1:$P_PROXY reuseport backlog=4096;
+    listen 127.0.0.1:$P_PROXY;
     location /plain/ { proxy_pass http://plain/; }
     location /mtls/ { proxy_pass https://mtls/; }
   }
   server {
-    listen 127.0.0.1:$P_PROXY_TLS ssl reuseport backlog=4096;
+    listen 127.0.0.1:$P_PROXY_TLS ssl;
     ssl_certificate $W/pki/server.pem; ssl_certificate_key $W/pki/server.key;
     ssl_client_certificate $W/pki/ca.pem; ssl_verify_client on;
     ssl_session_cache off; ssl_session_tickets off;
@@ -314,6 +315,7 @@ done = function(summary, latency, requests)
 end
 EOF
 
+CURRENT_LOG=/dev/null
 PROXY_PIDS=()   # processes of the proxy under test (nginx: master and worker)
 proc_pids() {
   local all=() p
@@ -352,16 +354,16 @@ drive() {
     tls|tls-new)
       local extra=()
       [ "$mode" = tls-new ] && extra+=(--new-conn)
-      pin_load "$TOOLS" load --url "$url" -c "$c" -d "$d" --ca "$W/pki/ca.pem" \
+      "${PIN_LOAD[@]}" "$TOOLS" load --url "$url" -c "$c" -d "$d" --ca "$W/pki/ca.pem" \
         --cert "$W/pki/client.pem" --key "$W/pki/client.key" "${extra[@]}"
       ;;
     *)
       if [ "$LOADGEN" = wrk ]; then
         local h=()
         [ -n "$header" ] && h=(-H "$header")
-        pin_load wrk -t1 -c"$c" -d"${d}s" --timeout 10s "${h[@]}" -s "$W/report.lua" "$url" | tail -n 1
+        "${PIN_LOAD[@]}" wrk -t1 -c"$c" -d"${d}s" --timeout 10s "${h[@]}" -s "$W/report.lua" "$url" | tail -n 1
       else
-        pin_load "$TOOLS" load --url "$url" -c "$c" -d "$d" ${header:+--header "$header"}
+        "${PIN_LOAD[@]}" "$TOOLS" load --url "$url" -c "$c" -d "$d" ${header:+--header "$header"}
       fi
       ;;
   esac
@@ -383,11 +385,12 @@ check() {
 # point SCENARIO PROXY URL MODE [header]
 run_scenario() {
   local scenario=$1 proxy=$2 url=$3 mode=$4 header=${5:-}
+  local c issued_before
+  issued_before=$(grep -c 'issued token' "$W/tokens.log" || true)
   if ! check "$url" "$mode" "$header"; then
     echo "$scenario/$proxy: the check request failed; scenario skipped (see the proxy log)." >> "$NOTES"
     return 0
   fi
-  local c
   for c in $CONCURRENCY; do
     drive "$url" "$c" "$WARMUP" "$mode" "$header" >/dev/null || true
     reset_hwm
@@ -403,89 +406,102 @@ run_scenario() {
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$c" "${rps:-}" \
       "$(json_field p50_ms "$out")" "$(json_field p99_ms "$out")" "$(json_field p999_ms "$out")" \
       "$(json_field errors "$out")" "$requests" "$cpu" "$hwm" >> "$RESULTS"
-    log "$scenario $proxy c=$c: ${rps:-?} req/s, p99 $(json_field p99_ms "$out") ms, errors $(json_field errors "$out"), cpu/10k ${cpu:-?} s, peak RSS $((hwm / 1024)) MiB"
+    log "$scenario $proxy c=$c: ${rps:-?} req/s, p99 $(json_field p99_ms "$out") ms, errors $(json_field errors "$out")${out:+$(sed -n 's/.*"unfinished":\([0-9]*\).*/, unfinished at the end \1/p' <<< "$out")}, cpu/10k ${cpu:-?} s, peak RSS $((hwm / 1024)) MiB"
     [ -z "$out" ] && log "load generator printed nothing for $url"
     if ! kill -0 "${PROXY_PIDS[0]}" 2>/dev/null; then
-      log "$proxy exited during $scenario:"; tail -n 5 "$W/$proxy.log" >&2
+      log "$proxy exited during $scenario:"; tail -n 5 "$CURRENT_LOG" >&2
       echo "$scenario/$proxy: the proxy exited during the run; later points are missing." >> "$NOTES"
       return 0
     fi
   done
+  case "$scenario" in token|exchange)
+    echo "$scenario/$proxy: the token service issued $(( $(grep -c 'issued token' "$W/tokens.log" || true) - issued_before )) tokens from its check request to its last point (every other request was served from the cache)." >> "$NOTES" ;;
+  esac
 }
 
 want() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 start_proxy() { # name, then the command; sets PROXY_PIDS, waits for the port
   local name=$1; shift
-  pin_proxy "$@" > "$W/$name.log" 2>&1 &
+  "${PIN_PROXY[@]}" "$@" >> "$W/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   PROXY_PIDS=("$pid")
+  CURRENT_LOG=$W/$name.log
   local port=$P_PROXY
   [ "$name" = xsrouter-tls ] && port=$P_PROXY_TLS
   wait_port "$port" "$pid" || { log "$name did not start:"; tail -n 20 "$W/$name.log" >&2; return 1; }
   sleep 0.5
-  printf '%s\t%s\n' "$name" "$(status_kib VmRSS)" >> "$IDLE"
+  grep -q "^$name	" "$IDLE" || printf '%s\t%s\n' "$name" "$(status_kib VmRSS)" >> "$IDLE"
 }
 stop_proxy() {
   local p
   for p in "${PROXY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PROXY_PIDS[@]}"; do
     for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
   done
   PROXY_PIDS=()
   sleep 0.5
 }
 
 xsrouter_env=(env -u VCAP_APPLICATION PORT="$P_PROXY" destinations="$XS_DESTINATIONS" VCAP_SERVICES="$XS_VCAP"
-  XS_CACERT_PATH="$W/pki/ca.pem" LOG_LEVEL=info)
+  XS_CACERT_PATH="$W/pki/ca.pem" LOG_LEVEL=info XSROUTER_SHUTDOWN_TIMEOUT=2)
 H="http://127.0.0.1:$P_PROXY"
 S="https://127.0.0.1:$P_PROXY_TLS"
 SECONDS=0
 
+# Every scenario gets a fresh proxy process, so its peak RSS is its own.
+start_instance() { # xsrouter | xsrouter-tls | nginx | approuter
+  case "$1" in
+    xsrouter) start_proxy xsrouter "${xsrouter_env[@]}" "$XSROUTER" -w "$W/xsrouter" ;;
+    xsrouter-tls)
+      start_proxy xsrouter-tls "${xsrouter_env[@]}" PORT="$P_PROXY_TLS" XSROUTER_TLS_CERT="$W/pki/server.pem" \
+        XSROUTER_TLS_KEY="$W/pki/server.key" XSROUTER_CLIENT_CERT_MODE=require XSROUTER_CLIENT_CA="$W/pki/ca.pem" \
+        "$XSROUTER" -w "$W/xsrouter" ;;
+    nginx) start_proxy nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g 'daemon off; user root;' ;;
+    approuter)
+      start_proxy approuter env -u VCAP_SERVICES -u VCAP_APPLICATION PORT="$P_PROXY" destinations="$AR_DESTINATIONS" \
+        node "$ARREF/node_modules/@sap/approuter/approuter.js" -w "$W/approuter" ;;
+  esac
+}
+bench() { # instance scenario proxy url mode [header]
+  want "$2" || return 0
+  if ! start_instance "$1"; then
+    echo "$2/$3: $1 did not start; skipped (log: $(tail -n 1 "$W/$1.log" 2>/dev/null))." >> "$NOTES"
+    stop_proxy
+    return 0
+  fi
+  run_scenario "$2" "$3" "$4" "$5" "${6:-}"
+  stop_proxy
+}
+
 for proxy in $PROXIES; do
   case "$proxy" in
     xsrouter)
-      if want plain || want mtls || want token || want exchange || want big; then
-        start_proxy xsrouter "${xsrouter_env[@]}" "$XSROUTER" -w "$W/xsrouter" || die "xsrouter did not start"
-        want plain && run_scenario plain xsrouter "$H/plain/small.json" http
-        want mtls && run_scenario mtls xsrouter "$H/mtls/small.json" http
-        want token && run_scenario token xsrouter "$H/token/small.json" http
-        want exchange && run_scenario exchange xsrouter "$H/exchange/small.json" http "x-approuter-authorization: Bearer $USER_TOKEN"
-        want big && run_scenario big xsrouter "$H/plain/big.bin" http
-        stop_proxy
-      fi
-      if want tls-keepalive || want tls-newconn; then
-        start_proxy xsrouter-tls "${xsrouter_env[@]}" PORT="$P_PROXY_TLS" XSROUTER_TLS_CERT="$W/pki/server.pem" \
-          XSROUTER_TLS_KEY="$W/pki/server.key" XSROUTER_CLIENT_CERT_MODE=require XSROUTER_CLIENT_CA="$W/pki/ca.pem" \
-          "$XSROUTER" -w "$W/xsrouter" || die "xsrouter (TLS) did not start"
-        want tls-keepalive && run_scenario tls-keepalive xsrouter "$S/plain/small.json" tls
-        want tls-newconn && run_scenario tls-newconn xsrouter "$S/plain/small.json" tls-new
-        stop_proxy
-      fi
+      bench xsrouter plain xsrouter "$H/plain/small.json" http
+      bench xsrouter mtls xsrouter "$H/mtls/small.json" http
+      bench xsrouter token xsrouter "$H/token/small.json" http
+      bench xsrouter exchange xsrouter "$H/exchange/small.json" http "x-approuter-authorization: Bearer $USER_TOKEN"
+      bench xsrouter big xsrouter "$H/plain/big.bin" http
+      bench xsrouter-tls tls-keepalive xsrouter "$S/plain/small.json" tls
+      bench xsrouter-tls tls-newconn xsrouter "$S/plain/small.json" tls-new
       ;;
     nginx)
-      start_proxy nginx nginx -p "$W/nginx" -c "$W/nginx/nginx.conf" -g 'daemon off; user root;' || die "nginx did not start"
-      want plain && run_scenario plain nginx "$H/plain/small.json" http
-      want mtls && run_scenario mtls nginx "$H/mtls/small.json" http
-      want big && run_scenario big nginx "$H/plain/big.bin" http
-      want tls-keepalive && run_scenario tls-keepalive nginx "$S/plain/small.json" tls
-      want tls-newconn && run_scenario tls-newconn nginx "$S/plain/small.json" tls-new
-      stop_proxy
+      bench nginx plain nginx "$H/plain/small.json" http
+      bench nginx mtls nginx "$H/mtls/small.json" http
+      bench nginx big nginx "$H/plain/big.bin" http
+      bench nginx tls-keepalive nginx "$S/plain/small.json" tls
+      bench nginx tls-newconn nginx "$S/plain/small.json" tls-new
       ;;
     approuter)
-      start_proxy approuter env -u VCAP_SERVICES -u VCAP_APPLICATION PORT="$P_PROXY" destinations="$AR_DESTINATIONS" \
-        node "$ARREF/node_modules/@sap/approuter/approuter.js" -w "$W/approuter" || { echo "approuter did not start; skipped." >> "$NOTES"; continue; }
-      want plain && run_scenario plain approuter "$H/plain/small.json" http
-      want big && run_scenario big approuter "$H/plain/big.bin" http
-      stop_proxy
+      bench approuter plain approuter "$H/plain/small.json" http
+      bench approuter big approuter "$H/plain/big.bin" http
       ;;
   esac
 done
 log "measured in ${SECONDS}s"
 
-issued=$(grep -c 'issued token' "$W/tokens.log" || true)
-echo "The token service issued ${issued:-0} tokens during the whole run (xsrouter caches them: one per grant and client is expected)." >> "$NOTES"
 
 # ---------------------------------------------------------------------------------------------
 # Report

@@ -313,12 +313,14 @@ async fn load(flags: Flags) -> Result<(), BoxError> {
         .collect();
     let mut latencies = Vec::new();
     let mut errors = 0u64;
+    let mut unfinished = 0u64;
     let mut bytes = 0u64;
     let mut first_error = None;
     for w in workers {
         let r = w.await?;
         latencies.extend(r.latencies_us);
         errors += r.errors;
+        unfinished += r.unfinished;
         bytes += r.bytes;
         if first_error.is_none() {
             first_error = r.first_error;
@@ -337,7 +339,7 @@ async fn load(flags: Flags) -> Result<(), BoxError> {
         "requests": latencies.len(), "seconds": elapsed,
         "rps": latencies.len() as f64 / elapsed,
         "p50_ms": pct(50.0), "p99_ms": pct(99.0), "p999_ms": pct(99.9),
-        "errors": errors, "bytes": bytes, "first_error": first_error,
+        "errors": errors, "unfinished": unfinished, "bytes": bytes, "first_error": first_error,
     });
     println!("{out}");
     Ok(())
@@ -375,6 +377,7 @@ fn tls_connector(
 struct WorkerResult {
     latencies_us: Vec<u32>,
     errors: u64,
+    unfinished: u64,
     bytes: u64,
     first_error: Option<String>,
 }
@@ -394,7 +397,11 @@ async fn worker(target: Arc<Target>, deadline: Instant) -> WorkerResult {
             read_response(io, &mut buf).await
         };
         match tokio::time::timeout_at(deadline.into(), outcome).await {
-            Err(_) => break, // cut off by the end of the run: not counted
+            Err(_) => {
+                // Cut off by the end of the run: not a latency sample, but reported.
+                result.unfinished += 1;
+                break;
+            }
             Ok(Ok((200, body, keep_alive))) => {
                 result
                     .latencies_us
