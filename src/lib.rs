@@ -34,6 +34,7 @@ pub mod telemetry;
 pub mod tenants;
 pub mod tokens;
 pub mod upstream;
+pub mod user_api;
 pub mod websocket;
 
 /// Makes ring the process-wide rustls provider (idempotent).

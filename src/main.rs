@@ -122,6 +122,7 @@ fn check(workdir: &Path) -> anyhow::Result<ExitCode> {
         let to = match &route.to {
             RouteTo::Destination(d) => format!("destination {d:?}"),
             RouteTo::LocalDir(dir) => format!("localDir {}", dir.display()),
+            RouteTo::UserApi => "user API".to_owned(),
         };
         let auth = route.authentication.map_or("none", |a| a.as_str());
         let position = route

@@ -482,6 +482,7 @@ async fn dispatch(
     // Admitted in `route_request` (websockets enabled, origin allowed).
     let upgrade = websocket::is_upgrade(request.method(), request.version(), request.headers());
     match &found.route.to {
+        RouteTo::UserApi => crate::user_api::answer(&found.url, caller),
         RouteTo::LocalDir(_) if upgrade => Err(Rejection::NotFound(
             "Not Found: websockets need a destination route",
         )),

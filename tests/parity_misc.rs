@@ -171,3 +171,59 @@ async fn csrf_fetch_on_the_root_returns_the_session_token() {
         .expect("get");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn user_api_answers_from_the_login_token() {
+    let pki = Pki::new("Token Server");
+    let ts = TokenService::start(&pki, &Pki::new("Client")).await;
+    ts.register_client(CLIENT, Some("router-secret"), None);
+    ts.set_login_user("alice", &["openid", &format!("{APP}.Read")]);
+    let backend = upstream::start().await;
+    let dir = WorkDir::new(&json!({
+        "routes": [
+            {"source": "^/user-api(.*)", "target": "$1", "service": "sap-approuter-userapi"},
+            {"source": "^/app/(.*)$", "target": "/$1", "destination": "backend"}
+        ]
+    }));
+    let vcap = json!({"xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"], "credentials": {
+        "clientid": CLIENT, "clientsecret": "router-secret", "url": ts.url, "xsappname": APP}}]});
+    let router = Router::start(
+        dir.path(),
+        &[
+            ("VCAP_SERVICES", vcap.to_string()),
+            ("destinations", destinations(&[("backend", backend.url())])),
+        ],
+    )
+    .await;
+    let anonymous = client()
+        .get(router.url("/user-api/currentUser"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(anonymous.status(), 401);
+
+    let mut browser = Browser::default();
+    let current = browser.login(&router, "/user-api/currentUser").await;
+    assert_eq!(current.status(), 200);
+    assert_eq!(
+        current.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    let user = echo(current).await;
+    assert_eq!(user["firstname"], "alice");
+    assert_eq!(user["lastname"], "Test");
+    assert_eq!(user["email"], "alice@test.example");
+    assert_eq!(user["name"], "alice");
+    assert_eq!(user["displayName"], "alice Test (alice)");
+    let scopes = user["scopes"].as_array().expect("scopes");
+    assert!(scopes.contains(&json!(format!("{APP}.Read"))), "{scopes:?}");
+
+    let attributes = echo(browser.get(&router.url("/user-api/attributes"), &[]).await).await;
+    assert_eq!(attributes["name"], "alice");
+    assert!(attributes.get("displayName").is_none());
+
+    let other = browser.get(&router.url("/user-api/other"), &[]).await;
+    assert_eq!(other.status(), 404);
+    assert_eq!(backend.observed.paths.lock().expect("paths").len(), 0);
+}

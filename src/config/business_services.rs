@@ -67,6 +67,9 @@ pub fn destinations(
         let RouteTargetDef::Service { name, endpoint } = &route.to else {
             continue;
         };
+        if name == crate::user_api::SERVICE {
+            continue; // answered by the router itself
+        }
         let endpoint = endpoint_of(xs_app, name, endpoint.as_deref());
         let key = service_key(name, endpoint);
         if out.contains_key(&key) {

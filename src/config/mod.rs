@@ -540,6 +540,9 @@ impl RouteBuilder<'_> {
                     }
                 }
             }
+            RouteTargetDef::Service { name, .. } if name == crate::user_api::SERVICE => {
+                RouteTo::UserApi
+            }
             RouteTargetDef::Service { name, endpoint } => {
                 let endpoint = business_services::endpoint_of(xs_app, name, endpoint.as_deref());
                 let key = business_services::service_key(name, endpoint);

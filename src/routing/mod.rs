@@ -35,6 +35,8 @@ pub enum RouteTo {
     Destination(DestinationRef),
     /// A directory under the working directory (canonical path).
     LocalDir(PathBuf),
+    /// approuter's user API (`"service": "sap-approuter-userapi"`), answered by the router.
+    UserApi,
 }
 
 /// One compiled route.
