@@ -886,7 +886,10 @@ fn leaf_with_sans(pki: &Pki, cn: &str, uris: &[&str], dns: &[&str]) -> Leaf {
     params.subject_alt_names = uris
         .iter()
         .map(|u| SanType::URI((*u).try_into().expect("uri")))
-        .chain(dns.iter().map(|d| SanType::DnsName((*d).try_into().expect("dns"))))
+        .chain(
+            dns.iter()
+                .map(|d| SanType::DnsName((*d).try_into().expect("dns"))),
+        )
         .collect();
     let cert = params.signed_by(&key, &pki.intermediate).expect("leaf");
     Leaf {
@@ -909,7 +912,11 @@ async fn san_rules_match_uri_and_dns_names() {
     }));
     dir.file(
         "ca/clients.pem",
-        format!("{}{}", setup.clients.root_pem(), setup.clients.intermediate_pem()),
+        format!(
+            "{}{}",
+            setup.clients.root_pem(),
+            setup.clients.intermediate_pem()
+        ),
     );
     let mut env = setup.env(&[]);
     env.retain(|(k, _)| *k != "XSROUTER_CLIENT_CA");
@@ -931,7 +938,12 @@ async fn san_rules_match_uri_and_dns_names() {
         &["spiffe://mesh/ns/b/sa/orders"],
         &["orders.internal"],
     );
-    let no_dns = leaf_with_sans(&setup.clients, "orders", &["spiffe://mesh/ns/a/sa/orders"], &[]);
+    let no_dns = leaf_with_sans(
+        &setup.clients,
+        "orders",
+        &["spiffe://mesh/ns/a/sa/orders"],
+        &[],
+    );
     for (leaf, want) in [(&orders, 200), (&wrong_uri, 403), (&no_dns, 403)] {
         let (status, body) = send(
             &proxy,
@@ -941,7 +953,11 @@ async fn san_rules_match_uri_and_dns_names() {
         .await;
         assert_eq!(status, want, "{body}");
         if want == 403 {
-            assert!(body.as_str().is_some_and(|b| b.contains("names are not allowed")), "{body}");
+            assert!(
+                body.as_str()
+                    .is_some_and(|b| b.contains("names are not allowed")),
+                "{body}"
+            );
         }
     }
 }
