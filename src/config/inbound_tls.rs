@@ -202,7 +202,8 @@ impl InboundTls {
                 match crate::inbound::trust::read_certificates(FileRole::ClientCa(i), file) {
                     Ok(certs) => Some(certs),
                     Err(err) => {
-                        if server.is_none() {
+                        // The listener reports its own bundles when it asks for certificates.
+                        if client_cert_mode == ClientCertMode::Off {
                             push_default_site_problem(env, &err, problems);
                         }
                         None
@@ -749,6 +750,18 @@ mod tests {
             "{text}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+        // With HTTPS but no client certificates asked for, the bundles (for trusted proxies)
+        // are still checked.
+        let (_, problems) = load(&[
+            (TLS_CERT, "/nonexistent/server.pem"),
+            (TLS_KEY, "/nonexistent/server.key"),
+            (CLIENT_CA, "/nonexistent/ca.pem"),
+        ]);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("env XSROUTER_CLIENT_CA (/nonexistent/ca.pem): $: cannot read"),
+            "{text}"
+        );
     }
 
     #[test]
