@@ -17,6 +17,7 @@ use super::auth_tokens::AuthToken;
 use super::binding::{BindingCredential, DestinationBinding};
 use super::certificates::CertificateFile;
 use crate::secret::Secret;
+use crate::telemetry::http_error::without_url;
 use crate::tokens::endpoint::{ClientAuth, EndpointUrl, TokenEndpoint};
 use crate::tokens::{Grant, TokenError, TokenRequest, TokenService};
 
@@ -211,19 +212,4 @@ impl LookupClient {
             ))
         })
     }
-}
-
-/// A reqwest error and its causes, without the URL.
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    if let Some(url) = err.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -23,6 +23,7 @@ use rustls::client::ResolvesClientCert;
 
 use crate::config::bindings::AuthServiceKind;
 use crate::identity::rotation::IdentityStore;
+use crate::telemetry::http_error::without_url;
 use endpoint::{ClientAuth, EndpointUrl, TokenEndpoint};
 use token::{ErrorResponse, TokenResponse};
 pub use token::{Grant, Token, TokenRequest};
@@ -451,21 +452,6 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds.min(2)))
-}
-
-/// A reqwest error without its URL (token URLs carry no secrets, but keep errors short).
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    if let Some(url) = err.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
