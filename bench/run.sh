@@ -17,6 +17,8 @@
 #   BENCH_APPROUTER_DIR where @sap/approuter is (or gets) installed (/tmp/arref)
 #   BENCH_KEEP=1       keep the work directory (configs, logs) after the run
 #   BENCH_SKIP_BUILD=1 use the release binaries already built
+#   BENCH_XSROUTER_LOG_LEVEL  xsrouter's LOG_LEVEL (info: one access-log line per request, as
+#                      nginx writes its access log; warn: no access log)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -446,7 +448,7 @@ stop_proxy() {
 }
 
 xsrouter_env=(env -u VCAP_APPLICATION PORT="$P_PROXY" destinations="$XS_DESTINATIONS" VCAP_SERVICES="$XS_VCAP"
-  XS_CACERT_PATH="$W/pki/ca.pem" LOG_LEVEL=info XSROUTER_SHUTDOWN_TIMEOUT=2)
+  XS_CACERT_PATH="$W/pki/ca.pem" LOG_LEVEL="${BENCH_XSROUTER_LOG_LEVEL:-info}" XSROUTER_SHUTDOWN_TIMEOUT=2)
 H="http://127.0.0.1:$P_PROXY"
 S="https://127.0.0.1:$P_PROXY_TLS"
 SECONDS=0

@@ -758,7 +758,7 @@ fn report(flags: &Flags) -> Result<(), BoxError> {
             .collect::<Vec<_>>()
             .join("; ");
         checks.push(format!(
-            "{scenario} route within 5% of plain (xsrouter req/s, token ÷ plain) — {} ({detail})",
+            "{scenario} route within 5% of plain (xsrouter req/s, {scenario} ÷ plain) — {} ({detail})",
             verdict(ok)
         ));
     }
