@@ -594,3 +594,66 @@ async fn logout_closes_the_sessions_websockets_only() {
     other.send(Message::text("after")).await.expect("send");
     assert_eq!(next_data(&mut other).await, Message::text("after"));
 }
+
+#[tokio::test]
+async fn websockets_through_the_routers_own_tls_listener() {
+    let upstream = plain_upstream().await;
+    let dir = public_app(true);
+    let server_pki = Pki::new("Router TLS");
+    let (chain, key) = server_pki.server();
+    let cert_file = dir.file("tls/server.pem", chain);
+    let key_file = dir.file("tls/server-key.pem", key);
+    let router = Router::start(
+        dir.path(),
+        &[
+            echo_destination(&upstream, "ws"),
+            ("XSROUTER_TLS_CERT", cert_file.display().to_string()),
+            ("XSROUTER_TLS_KEY", key_file.display().to_string()),
+        ],
+    )
+    .await;
+    let mut config = support::pki::tls_client_config(&server_pki, None);
+    // An HTTP/1.1 upgrade: no HTTP/2 by ALPN.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connect = || async {
+        let tcp = TcpStream::connect(router.addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        connector.connect(name, tcp).await.expect("tls")
+    };
+    let request = |origin: &str| {
+        let mut request = format!("wss://localhost:{}/ws/secure", router.addr.port())
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).expect("origin"));
+        request
+    };
+    // Over the router's TLS, its own origin is https.
+    let refused = tokio_tungstenite::client_async(
+        request(&format!("http://localhost:{}", router.addr.port())),
+        connect().await,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(tungstenite::Error::Http(ref r)) if r.status() == 403),
+        "{refused:?}"
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(
+        request(&format!("https://localhost:{}", router.addr.port())),
+        connect().await,
+    )
+    .await
+    .expect("upgrade over TLS");
+    ws.send(Message::text("over tls")).await.expect("send");
+    let echoed = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(echoed, Message::text("over tls"));
+    let (path, headers) = upstream.handshake(0);
+    assert_eq!(path, "/sockets/secure");
+    assert_eq!(headers["x-forwarded-proto"], "https");
+}
