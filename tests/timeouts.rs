@@ -222,3 +222,34 @@ fn timeout_variables_must_be_numbers() {
         assert!(err.contains(key), "{key}: {err}");
     }
 }
+
+/// The HTTPS listener closes silent connections too (after the TLS handshake).
+#[tokio::test]
+async fn a_silent_tls_connection_is_closed() {
+    use support::pki::{Pki, tls_client_config};
+    let pki = Pki::new("Router TLS");
+    let (chain, key) = pki.server();
+    let dir = WorkDir::new(&json!({"authenticationMethod": "none", "routes": []}));
+    let cert_path = dir.file("tls/server.pem", chain).display().to_string();
+    let key_path = dir.file("tls/server.key", key).display().to_string();
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_client_config(&pki, None)));
+    for (timeout, closes) in [("500", true), ("0", false)] {
+        let router = Router::start(
+            dir.path(),
+            &[
+                ("XSROUTER_TLS_CERT", cert_path.clone()),
+                ("XSROUTER_TLS_KEY", key_path.clone()),
+                ("INCOMING_CONNECTION_TIMEOUT", timeout.to_owned()),
+            ],
+        )
+        .await;
+        let tcp = connect(router.addr).await;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = connector.connect(name, tcp).await.expect("handshake");
+        let mut chunk = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(2500), tls.read(&mut chunk)).await;
+        let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)));
+        assert_eq!(closed, closes, "INCOMING_CONNECTION_TIMEOUT={timeout}: {read:?}");
+    }
+}

@@ -123,6 +123,7 @@ pub async fn serve(
 ) -> std::io::Result<Stopped> {
     // The head limits and the header read timeout, as on the plain listener.
     let builder = crate::limits::connection_builder(&state.runtime().settings.limits);
+    let idle_timeout = state.runtime().settings.incoming_connection_timeout;
     let app = server::app(state);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -138,6 +139,7 @@ pub async fn serve(
                         app.clone(),
                         builder.clone(),
                         graceful.watcher(),
+                        idle_timeout,
                     ));
                 }
                 Err(err) => {
@@ -184,6 +186,7 @@ async fn connection(
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
+    idle_timeout: Option<Duration>,
 ) {
     let (stream, server_name, host) =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&sites, stream)).await {
@@ -240,13 +243,31 @@ async fn connection(
     let app = app
         .layer(Extension(connection))
         .layer(Extension(ConnectInfo(peer)));
-    let service = TowerToHyperService::new(app);
-    let served = watcher.watch(
-        builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned(),
-    );
-    if let Err(err) = served.await {
+    // INCOMING_CONNECTION_TIMEOUT, as on the plain listener.
+    let served = match idle_timeout {
+        Some(timeout) => {
+            let (stream, exemption) = crate::client_timeouts::IdleConnection::new(stream, timeout);
+            let service = TowerToHyperService::new(app.layer(Extension(exemption)));
+            watcher
+                .watch(
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+        None => {
+            let service = TowerToHyperService::new(app);
+            watcher
+                .watch(
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+    };
+    if let Err(err) = served {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }
