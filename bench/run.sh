@@ -62,6 +62,7 @@ has nginx || need+=(nginx-light)
 has curl || need+=(curl)
 has openssl || need+=(openssl)
 has taskset || need+=(util-linux)
+has pgrep || need+=(procps)
 has wrk || need+=(wrk)
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing ${need[*]}"
