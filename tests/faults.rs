@@ -307,7 +307,12 @@ async fn garbage_answers_are_502() {
         } else {
             let response =
                 sent.unwrap_or_else(|err| panic!("{:?}: {err:?}", String::from_utf8_lossy(answer)));
-            assert_eq!(response.status(), 502, "{:?}", String::from_utf8_lossy(answer));
+            assert_eq!(
+                response.status(),
+                502,
+                "{:?}",
+                String::from_utf8_lossy(answer)
+            );
         }
         still_healthy(&router).await;
     }
@@ -372,7 +377,10 @@ async fn failed_tls_handshakes_are_502() {
     assert_eq!(response.status(), 504);
     let deadline = Instant::now() + Duration::from_secs(10);
     while script.closed_by_router.load(Ordering::SeqCst) < 1 {
-        assert!(Instant::now() < deadline, "the silent handshake was never abandoned");
+        assert!(
+            Instant::now() < deadline,
+            "the silent handshake was never abandoned"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     still_healthy(&router).await;
@@ -607,13 +615,12 @@ async fn deleted_binding_files_keep_the_last_identity() {
     }
 }
 
-fn management_url(router: &RouterProcess, path: &str) -> String {
-    let log = router.log_text();
-    let line = log
-        .lines()
-        .find(|l| l.contains("management endpoints listening"))
-        .expect("management line");
-    let addr = support::process::address_field(line).expect("address");
+/// The management address, once the router has logged it (it may come after "listening").
+async fn management_url(router: &RouterProcess, path: &str) -> String {
+    let line = router
+        .wait_for_line("management endpoints listening", Duration::from_secs(10))
+        .await;
+    let addr = support::process::address_field(&line).expect("address");
     format!("http://{addr}{path}")
 }
 
@@ -626,21 +633,20 @@ async fn an_expired_certificate_fails_readiness_until_a_valid_one_is_bound() {
     env.push(("XSROUTER_MANAGEMENT_PORT", "0".to_owned()));
     let router = RouterProcess::start(bound.dir.path(), &env);
     let ready = client()
-        .get(management_url(&router, "/health/ready"))
+        .get(management_url(&router, "/health/ready").await)
         .send()
         .await
         .expect("ready");
     assert_eq!(ready.status(), 503);
     let reason = ready.text().await.expect("body");
     assert!(reason.contains("expired"), "{reason}");
-    assert!(
-        router.log_text().to_lowercase().contains("expired"),
-        "the log says why: {}",
-        router.log_text()
-    );
+    // The log says why (wait_for_line fails the test, with the log, if it never does).
+    router
+        .wait_for_line("expired", Duration::from_secs(10))
+        .await;
     // Liveness is not readiness: the process is fine.
     let live = client()
-        .get(management_url(&router, "/health/live"))
+        .get(management_url(&router, "/health/live").await)
         .send()
         .await
         .expect("live");
@@ -649,7 +655,7 @@ async fn an_expired_certificate_fails_readiness_until_a_valid_one_is_bound() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let ready = client()
-            .get(management_url(&router, "/health/ready"))
+            .get(management_url(&router, "/health/ready").await)
             .send()
             .await
             .expect("ready");
