@@ -656,11 +656,29 @@ async fn logout_backends(state: AppState, token: crate::secret::Secret) {
         let Some(path) = &options.logout_path else {
             continue;
         };
-        let (Some(destination), Some(client)) = (
+        let looked_up;
+        let (destination, client) = match (
             runtime.destination(name),
             state.inner.upstreams.client(name, None),
-        ) else {
-            continue;
+        ) {
+            (Some(destination), Some(client)) => (destination.as_ref(), client),
+            // Not in `destinations`: the Destination service's, if one is bound.
+            _ => {
+                let Some(service) = &state.inner.destination_service else {
+                    continue;
+                };
+                looked_up = match service.resolve(name, false, Some(&token)).await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        tracing::warn!(destination = %name, error = %err, "backend logout skipped");
+                        continue;
+                    }
+                };
+                let Some(client) = looked_up.client(None) else {
+                    continue;
+                };
+                (&looked_up.destination, client)
+            }
         };
         let method = match options.logout_method.unwrap_or_default() {
             crate::config::xs_app::LogoutMethod::Get => http::Method::GET,

@@ -867,3 +867,51 @@ async fn a_rejected_binding_token_is_replaced() {
     assert_eq!(get(&router, "/orders/x", &[]).await.0, 200);
     assert_eq!(binding_tokens(), 2, "a new token after the 401");
 }
+
+#[tokio::test]
+async fn logout_calls_the_logout_path_of_a_service_destination() {
+    let s = setup().await;
+    s.ts.register_client(ROUTER_CLIENT, Some("router-secret"), None);
+    s.ts.set_login_user("alice", &[&format!("{APP}.Read")]);
+    s.ds.put(s.plain("orders"));
+    let dir = WorkDir::new(&json!({
+        "routes": [{"source": "^/orders/(.*)$", "target": "/$1", "destination": "orders"}],
+        "logout": {"logoutEndpoint": "/do/logout", "logoutMethod": "GET"},
+        "destinations": {"orders": {"logoutPath": "/session/end", "logoutMethod": "GET"}}
+    }));
+    let vcap = json!({
+        "destination": [s.ds.binding(&s.ts, DEST_SECRET)],
+        "xsuaa": [{"name": "uaa", "label": "xsuaa", "tags": ["xsuaa"], "credentials": {
+            "clientid": ROUTER_CLIENT, "clientsecret": "router-secret", "url": s.ts.url,
+            "xsappname": APP}}]
+    });
+    let router = Router::start(dir.path(), &[("VCAP_SERVICES", vcap.to_string())]).await;
+    let mut browser = support::browser::Browser::default();
+    let answer = support::browser::echo(browser.login(&router, "/orders/x").await).await;
+    assert_eq!(answer["url"], "/x");
+    let out = browser.get(&router.url("/do/logout"), &[]).await;
+    assert_eq!(out.status(), 302);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let logout_call = || {
+        s.backend
+            .observed
+            .paths
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(path, _)| path == "/session/end")
+            .cloned()
+    };
+    let (_, authorization) = loop {
+        if let Some(call) = logout_call() {
+            break call;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "logoutPath never called"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let claims = s.ts.claims(authorization.trim_start_matches("Bearer "));
+    assert_eq!(claims["user_name"], "alice");
+}
