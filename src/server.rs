@@ -6,8 +6,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum::Extension;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
 
+use crate::client_timeouts::IdleConnection;
 use crate::pipeline::{self, AppState};
 
 /// The axum application: one fallback handler that runs the whole pipeline.
@@ -38,27 +45,90 @@ pub async fn serve(
     if tls.server.is_some() {
         return serve_tls(listener, state, shutdown, grace).await;
     }
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping_tx.send(());
-    };
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, service)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return result.map(|()| Stopped::Drained),
-        _ = stopping_rx => {}
+    let limits = state.runtime().settings.limits;
+    let idle_timeout = state.runtime().settings.incoming_connection_timeout;
+    let builder = crate::limits::connection_builder(&limits);
+    let app = app(state);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_plain(
+                        stream,
+                        peer,
+                        app.clone(),
+                        builder.clone(),
+                        graceful.watcher(),
+                        limits.header_read_timeout,
+                        idle_timeout,
+                    ));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
     }
+    drop(listener);
     tracing::info!(
         grace_seconds = grace.as_secs(),
         "shutting down: no new connections, finishing requests in flight"
     );
-    match tokio::time::timeout(grace, server).await {
-        Ok(result) => result.map(|()| Stopped::Drained),
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => Ok(Stopped::Drained),
         Err(_) => Ok(Stopped::GraceExpired),
+    }
+}
+
+/// One plain-HTTP connection. hyper's header read timeout only starts once the protocol is
+/// known, so a client that connects and sends nothing is dropped here after the same time.
+async fn serve_plain(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: axum::Router,
+    builder: Builder<TokioExecutor>,
+    watcher: Watcher,
+    first_byte_within: Duration,
+    idle_timeout: Option<Duration>,
+) {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(first_byte_within, stream.peek(&mut byte)).await {
+        Ok(Ok(read)) if read > 0 => {}
+        _ => return,
+    }
+    let app = app.layer(Extension(ConnectInfo(peer)));
+    // INCOMING_CONNECTION_TIMEOUT: no byte either way for that long closes the connection.
+    let served = match idle_timeout {
+        Some(timeout) => {
+            let (stream, exemption) = IdleConnection::new(stream, timeout);
+            let service = TowerToHyperService::new(app.layer(Extension(exemption)));
+            watcher
+                .watch(
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+        None => {
+            let service = TowerToHyperService::new(app);
+            watcher
+                .watch(
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned(),
+                )
+                .await
+        }
+    };
+    // Header timeouts, resets and parse errors end here, per connection.
+    if let Err(err) = served {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }
 
