@@ -122,9 +122,12 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<Stopped> {
     // The head limits and the header read timeout, as on the plain listener.
-    let builder = crate::limits::connection_builder(&state.runtime().settings.limits);
-    let idle_timeout = state.runtime().settings.incoming_connection_timeout;
-    let app = server::app(state);
+    let serving = Serving {
+        builder: crate::limits::connection_builder(&state.runtime().settings.limits),
+        idle_timeout: state.runtime().settings.incoming_connection_timeout,
+        counters,
+        app: server::app(state),
+    };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -133,13 +136,10 @@ pub async fn serve(
                 Ok((stream, peer)) => {
                     tokio::spawn(connection(
                         live.current(),
-                        counters.clone(),
                         stream,
                         peer,
-                        app.clone(),
-                        builder.clone(),
+                        serving.clone(),
                         graceful.watcher(),
-                        idle_timeout,
                     ));
                 }
                 Err(err) => {
@@ -177,17 +177,30 @@ async fn handshake(
     Ok((stream, server_name, host))
 }
 
+/// What every connection of the listener shares.
+#[derive(Clone)]
+struct Serving {
+    app: axum::Router,
+    builder: Builder<TokioExecutor>,
+    counters: Arc<VerificationCounters>,
+    /// `INCOMING_CONNECTION_TIMEOUT`.
+    idle_timeout: Option<Duration>,
+}
+
 /// One connection: handshake, read and classify the client certificate, serve requests.
 async fn connection(
     sites: Arc<TlsSites>,
-    counters: Arc<VerificationCounters>,
     stream: TcpStream,
     peer: SocketAddr,
-    app: axum::Router,
-    builder: Builder<TokioExecutor>,
+    serving: Serving,
     watcher: Watcher,
-    idle_timeout: Option<Duration>,
 ) {
+    let Serving {
+        app,
+        builder,
+        counters,
+        idle_timeout,
+    } = serving;
     let (stream, server_name, host) =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&sites, stream)).await {
             Ok(Ok(done)) => done,
