@@ -175,10 +175,17 @@ mod tests {
         };
         let mut request = request("/", None);
         // GET / HTTP/1.1\r\n (16) + \r\n (2) = 18; each `x-h: <value>\r\n` adds 7 + value.
-        request.headers_mut().insert("x-h", "v".repeat(175).parse().expect("value"));
+        request
+            .headers_mut()
+            .insert("x-h", "v".repeat(175).parse().expect("value"));
         assert_eq!(check(&small, &request), Ok(()));
-        request.headers_mut().insert("x-h", "v".repeat(176).parse().expect("value"));
-        assert_eq!(check(&small, &request), Err(Rejection::HeaderFieldsTooLarge));
+        request
+            .headers_mut()
+            .insert("x-h", "v".repeat(176).parse().expect("value"));
+        assert_eq!(
+            check(&small, &request),
+            Err(Rejection::HeaderFieldsTooLarge)
+        );
     }
 
     #[test]
