@@ -190,7 +190,7 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
     );
     // Everything that can fail is built before the port is taken and announced.
     let state = AppState::build(runtime).await?;
-    let listener = TcpListener::bind(&addr)
+    let listener = server::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;

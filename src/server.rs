@@ -17,6 +17,26 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::client_timeouts::IdleConnection;
 use crate::pipeline::{self, AppState};
 
+/// Pending connections the kernel queues before they are accepted. Tokio's default (128) drops
+/// SYNs when hundreds of clients connect at once (seen in the benchmark: 1–3 s retransmission
+/// stalls); nginx uses 511.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the router's port (`host:port`; the first address the name resolves to) with a listen
+/// backlog sized for bursts of new connections.
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let resolved = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+    })?;
+    let socket = match resolved {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(resolved)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The axum application: one fallback handler that runs the whole pipeline.
 pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()

@@ -250,6 +250,9 @@ async fn a_silent_tls_connection_is_closed() {
         let mut chunk = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_millis(2500), tls.read(&mut chunk)).await;
         let closed = matches!(read, Ok(Ok(0)) | Ok(Err(_)));
-        assert_eq!(closed, closes, "INCOMING_CONNECTION_TIMEOUT={timeout}: {read:?}");
+        assert_eq!(
+            closed, closes,
+            "INCOMING_CONNECTION_TIMEOUT={timeout}: {read:?}"
+        );
     }
 }

@@ -281,15 +281,27 @@ impl Runtime {
         if let Some(proxies) = &self.trusted_proxies {
             self.warnings.extend(proxies.warnings());
         }
-        let login_routes = self
+        let mut ignored = Problems::default();
+        let mut bound = |kind| {
+            self.bindings
+                .auth_service(kind, &self.env, &mut ignored)
+                .is_some()
+        };
+        let (xsuaa_bound, ias_bound) = (bound(AuthServiceKind::Xsuaa), bound(AuthServiceKind::Ias));
+        let unservable = self
             .routes
             .routes()
             .iter()
-            .filter(|r| r.authentication.is_some())
+            .filter(|r| match r.authentication {
+                Some(AuthenticationType::Xsuaa) => !xsuaa_bound,
+                Some(AuthenticationType::Ias) => !ias_bound,
+                Some(AuthenticationType::Basic) => true,
+                Some(AuthenticationType::None) | None => false,
+            })
             .count();
-        if login_routes > 0 {
+        if unservable > 0 {
             self.warnings.push(format!(
-                "{login_routes} route(s) require authentication; user login is not available in this version, so they answer 401 (set \"authenticationMethod\": \"none\" or \"authenticationType\": \"none\" for public routes)"
+                "{unservable} route(s) require an authentication service that is not bound (or `basic`, which is not supported), so they answer 401 (bind XSUAA/IAS, or set \"authenticationType\": \"none\" for public routes)"
             ));
         }
         for d in self.destinations.values().filter(|d| !d.strict_ssl) {

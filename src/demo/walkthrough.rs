@@ -21,7 +21,7 @@ pub async fn run(repo: &Path, env: Environment) -> Result<Stopped, DemoError> {
     let addr = format!("127.0.0.1:{}", runtime.settings.port);
     let grace = runtime.settings.shutdown_timeout;
     let management_port = runtime.settings.management_port;
-    let listener = TcpListener::bind(&addr)
+    let listener = crate::server::bind(&addr)
         .await
         .map_err(|source| DemoError::Bind {
             addr: addr.clone(),

@@ -41,7 +41,10 @@ pub struct Forward<'a> {
 }
 
 impl Forward<'_> {
-    pub async fn send(self, mut parts: Parts, body: Body) -> Result<Response, Rejection> {
+    /// Applies the forwarding header rules to the request going upstream: hop-by-hop and
+    /// router-only headers out, `x-forwarded-*`, the router's client-certificate headers, kept
+    /// backend cookies and the destination's `Authorization` in.
+    pub(crate) fn prepare_headers(&mut self, parts: &mut Parts) -> Result<(), Rejection> {
         let destination = self.destination;
         let host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
             parts
@@ -67,7 +70,7 @@ impl Forward<'_> {
             },
         );
         // After the forwarding rules, which may drop `x-forwarded-*`: these are the router's own.
-        for (name, value) in self.client_cert_headers {
+        for (name, value) in std::mem::take(&mut self.client_cert_headers) {
             parts.headers.insert(name, value);
         }
         if let Some(cookies) = &self.backend_cookies {
@@ -89,7 +92,12 @@ impl Forward<'_> {
             value.set_sensitive(true);
             parts.headers.insert(http::header::AUTHORIZATION, value);
         }
+        Ok(())
+    }
 
+    pub async fn send(mut self, mut parts: Parts, body: Body) -> Result<Response, Rejection> {
+        let destination = self.destination;
+        self.prepare_headers(&mut parts)?;
         let url = self.client.url_for(self.url);
         let url = reqwest::Url::parse(&url)
             .map_err(|_| Rejection::BadRequest("Bad Request: invalid target URL"))?;
