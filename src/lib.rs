@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod proxy;
 pub mod rejection;
+pub mod reload_schedule;
 pub mod replacements;
 pub mod response_headers;
 pub mod routing;

@@ -122,7 +122,22 @@ async fn serve_plain(
         _ => return,
     }
     let app = app.layer(Extension(ConnectInfo(peer)));
-    // INCOMING_CONNECTION_TIMEOUT: no byte either way for that long closes the connection.
+    serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
+}
+
+/// Serves one accepted connection (plain TCP or TLS) with upgrades until it ends.
+/// `INCOMING_CONNECTION_TIMEOUT`: no byte either way for that long closes the connection
+/// (connections upgraded to WebSocket are exempt).
+pub(crate) async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: axum::Router,
+    builder: &Builder<TokioExecutor>,
+    watcher: Watcher,
+    idle_timeout: Option<Duration>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let served = match idle_timeout {
         Some(timeout) => {
             let (stream, exemption) = IdleConnection::new(stream, timeout);

@@ -279,7 +279,8 @@ async fn sighup_reloads_credentials_in_the_running_binary() {
     }
     let log = router.log_text();
     assert!(
-        log.contains("SIGHUP: reloading credentials") && log.contains("rotated client certificate"),
+        log.contains("SIGHUP: re-reading the bound credentials")
+            && log.contains("rotated client certificate"),
         "{log}"
     );
     assert!(

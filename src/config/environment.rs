@@ -6,7 +6,7 @@
 //! Request handling never reads the process environment: everything goes through this snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::problem::{Problems, syntax_reason};
 
@@ -52,6 +52,19 @@ impl Environment {
     /// A variable that is set and not blank.
     pub fn non_empty(&self, key: &str) -> Option<&str> {
         self.get(key).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// A `:`-separated list of file paths (blank items left out); empty when unset.
+    pub fn path_list(&self, key: &str) -> Vec<PathBuf> {
+        self.non_empty(key)
+            .map(|list| {
+                list.split(':')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Where a variable's value came from, for problems: `env NAME`, or default-env.json.

@@ -195,7 +195,8 @@ impl InboundTls {
             .as_ref()
             .map_or(ClientCertMode::Off, |site| site.client_auth.mode);
         // The bundles are read even without HTTPS: trusted proxies verify against them.
-        let client_cas = paths(env, CLIENT_CA)
+        let client_cas = env
+            .path_list(CLIENT_CA)
             .iter()
             .enumerate()
             .filter_map(|(i, file)| {
@@ -289,13 +290,13 @@ fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
         }),
     };
     let permissive = flag(env, CLIENT_CERT_PERMISSIVE, false, problems);
-    let ca_files = paths(env, CLIENT_CA);
+    let ca_files = env.path_list(CLIENT_CA);
     let client_auth = ClientAuth {
         mode,
         permissive,
         ca_files,
-        allowed_issuer_files: paths(env, CLIENT_ISSUERS),
-        crl_files: paths(env, CLIENT_CRL),
+        allowed_issuer_files: env.path_list(CLIENT_ISSUERS),
+        crl_files: env.path_list(CLIENT_CRL),
         max_chain_depth: env.non_empty(CLIENT_CHAIN_DEPTH).and_then(|value| {
             match value.trim().parse::<u8>() {
                 Ok(depth) if depth >= 1 => Some(depth),
@@ -396,18 +397,6 @@ fn crl_scope(value: &str) -> Option<CrlScope> {
 }
 
 /// A `:`-separated list of files.
-fn paths(env: &Environment, key: &str) -> Vec<PathBuf> {
-    env.non_empty(key)
-        .map(|list| {
-            list.split(':')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn flag(env: &Environment, key: &str, default: bool, problems: &mut Problems) -> bool {
     match env.non_empty(key).map(|v| v.trim().to_ascii_lowercase()) {
         None => default,

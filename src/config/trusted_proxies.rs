@@ -13,8 +13,6 @@
 //!   certificate again with the listener's trust policy — `XSROUTER_CLIENT_CA`, and
 //!   `XSROUTER_CLIENT_ISSUERS` / `XSROUTER_CLIENT_CRL` — or `trust-proxy`.
 
-use std::path::PathBuf;
-
 use http::HeaderName;
 
 use super::environment::Environment;
@@ -131,9 +129,9 @@ fn reverifier(
     let auth = match &inbound.server {
         Some(site) => site.client_auth.clone(),
         None => ClientAuth {
-            ca_files: files(env, CLIENT_CA),
-            allowed_issuer_files: files(env, CLIENT_ISSUERS),
-            crl_files: files(env, CLIENT_CRL),
+            ca_files: env.path_list(CLIENT_CA),
+            allowed_issuer_files: env.path_list(CLIENT_ISSUERS),
+            crl_files: env.path_list(CLIENT_CRL),
             ..ClientAuth::default()
         },
     };
@@ -150,18 +148,6 @@ fn reverifier(
 }
 
 /// A `:`-separated list of files.
-fn files(env: &Environment, key: &str) -> Vec<PathBuf> {
-    env.non_empty(key)
-        .map(|list| {
-            list.split(':')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Items of a comma list, trimmed, empty ones left out, with their positions.
 fn items(list: &str) -> impl Iterator<Item = (usize, &str)> {
     list.split(',')

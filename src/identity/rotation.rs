@@ -168,27 +168,9 @@ pub async fn watch(
     workdir: PathBuf,
     interval: Duration,
 ) {
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let mut schedule = crate::reload_schedule::ReloadSchedule::start(interval).await;
     loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<()>();
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = hup => tracing::info!("SIGHUP: reloading credentials"),
-        }
+        schedule.next("the bound credentials").await;
         let store = store.clone();
         let env = env.clone();
         let workdir = workdir.clone();

@@ -20,10 +20,9 @@ use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::Acceptor;
 use tokio::net::{TcpListener, TcpStream};
@@ -256,33 +255,7 @@ async fn connection(
     let app = app
         .layer(Extension(connection))
         .layer(Extension(ConnectInfo(peer)));
-    // INCOMING_CONNECTION_TIMEOUT, as on the plain listener.
-    let served = match idle_timeout {
-        Some(timeout) => {
-            let (stream, exemption) = crate::client_timeouts::IdleConnection::new(stream, timeout);
-            let service = TowerToHyperService::new(app.layer(Extension(exemption)));
-            watcher
-                .watch(
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned(),
-                )
-                .await
-        }
-        None => {
-            let service = TowerToHyperService::new(app);
-            watcher
-                .watch(
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned(),
-                )
-                .await
-        }
-    };
-    if let Err(err) = served {
-        tracing::debug!(%peer, error = %err, "connection ended with an error");
-    }
+    crate::server::serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
 }
 
 /// Answers 421 Misdirected Request to a request whose host does not belong on this connection

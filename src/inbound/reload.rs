@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use super::server_config::{SiteError, TlsSites};
 use super::verify_result::VerificationCounters;
 use crate::config::inbound_tls::{InboundTls, TlsSite};
+use crate::reload_schedule::ReloadSchedule;
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,27 +140,9 @@ fn fingerprint(settings: &InboundTls) -> Fingerprint {
 
 /// Reloads every `interval` and on SIGHUP, until the task is dropped or aborted.
 pub async fn watch(live: Arc<LiveTls>, interval: Duration) {
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
+    let mut schedule = ReloadSchedule::start(interval).await;
     loop {
-        #[cfg(unix)]
-        let hup = async {
-            match hangup.as_mut() {
-                Some(signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup = std::future::pending::<()>();
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = hup => tracing::info!("SIGHUP: re-reading the inbound TLS files"),
-        }
+        schedule.next("the inbound TLS files").await;
         let live = live.clone();
         // File reads and PEM parsing stay off the request-serving threads.
         let _ = tokio::task::spawn_blocking(move || live.reload()).await;
