@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderValue, header};
 
@@ -191,11 +191,7 @@ impl AppState {
 }
 
 /// The router's single handler: every request comes through here.
-pub async fn handle(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut request: Request,
-) -> Response {
+pub async fn handle(state: AppState, peer: SocketAddr, mut request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -255,7 +251,8 @@ pub async fn handle(
         .split();
     let routed = match (cors_answer, &client) {
         (Some(answer), _) => answer,
-        (None, Ok(client)) => route_request(&state, peer, request, client).await,
+        // Boxed: the pipeline's future is large, and this one is moved on every poll path.
+        (None, Ok(client)) => Box::pin(route_request(&state, peer, request, client)).await,
         (None, Err(err)) => {
             tracing::info!(%peer, error = %err, "malformed client certificate from a trusted proxy");
             Err(Rejection::BadRequest(

@@ -6,15 +6,19 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::ConnectInfo;
+use std::convert::Infallible;
+use std::pin::Pin;
+
+use axum::body::Body;
+use axum::response::Response;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::client_timeouts::IdleConnection;
+use crate::client_timeouts::{IdleConnection, IdleExemption};
+use crate::inbound::listener::TlsConnection;
 use crate::pipeline::{self, AppState};
 
 /// Pending connections the kernel queues before they are accepted. Tokio's default (128) drops
@@ -37,11 +41,60 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// The axum application: one fallback handler that runs the whole pipeline.
-pub fn app(state: AppState) -> axum::Router {
-    axum::Router::new()
-        .fallback(pipeline::handle)
-        .with_state(state)
+/// The request service of one connection: every request runs the whole pipeline
+/// ([`pipeline::handle`]) with what the connection knows — the peer address, the router's own
+/// TLS handshake, the idle-timeout exemption for upgrades. No router framework in between: one
+/// boxed future per request.
+#[derive(Clone)]
+pub struct ConnectionService {
+    state: AppState,
+    peer: SocketAddr,
+    tls: Option<TlsConnection>,
+    exemption: Option<IdleExemption>,
+}
+
+impl ConnectionService {
+    pub fn new(state: AppState, peer: SocketAddr) -> Self {
+        Self {
+            state,
+            peer,
+            tls: None,
+            exemption: None,
+        }
+    }
+
+    /// A connection over the router's own TLS listener.
+    pub fn with_tls(mut self, connection: TlsConnection) -> Self {
+        self.tls = Some(connection);
+        self
+    }
+
+    fn with_exemption(mut self, exemption: IdleExemption) -> Self {
+        self.exemption = Some(exemption);
+        self
+    }
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let mut request = request.map(Body::new);
+        if let Some(exemption) = &self.exemption {
+            request.extensions_mut().insert(exemption.clone());
+        }
+        if let Some(tls) = &self.tls {
+            if let Some(refusal) = crate::inbound::listener::misdirected(tls, &request) {
+                return Box::pin(std::future::ready(Ok(refusal)));
+            }
+            request.extensions_mut().insert(tls.clone());
+        }
+        let state = self.state.clone();
+        let peer = self.peer;
+        Box::pin(async move { Ok(pipeline::handle(state, peer, request).await) })
+    }
 }
 
 /// Outcome of [`serve`].
@@ -68,7 +121,6 @@ pub async fn serve(
     let limits = state.runtime().settings.limits;
     let idle_timeout = state.runtime().settings.incoming_connection_timeout;
     let builder = crate::limits::connection_builder(&limits);
-    let app = app(state);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -78,7 +130,7 @@ pub async fn serve(
                     tokio::spawn(serve_plain(
                         stream,
                         peer,
-                        app.clone(),
+                        state.clone(),
                         builder.clone(),
                         graceful.watcher(),
                         limits.header_read_timeout,
@@ -110,7 +162,7 @@ pub async fn serve(
 async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
-    app: axum::Router,
+    state: AppState,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
     first_byte_within: Duration,
@@ -121,8 +173,8 @@ async fn serve_plain(
         Ok(Ok(read)) if read > 0 => {}
         _ => return,
     }
-    let app = app.layer(Extension(ConnectInfo(peer)));
-    serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
+    let service = ConnectionService::new(state, peer);
+    serve_connection(stream, peer, service, &builder, watcher, idle_timeout).await;
 }
 
 /// Serves one accepted connection (plain TCP or TLS) with upgrades until it ends.
@@ -131,7 +183,7 @@ async fn serve_plain(
 pub(crate) async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
-    app: axum::Router,
+    service: ConnectionService,
     builder: &Builder<TokioExecutor>,
     watcher: Watcher,
     idle_timeout: Option<Duration>,
@@ -141,7 +193,7 @@ pub(crate) async fn serve_connection<S>(
     let served = match idle_timeout {
         Some(timeout) => {
             let (stream, exemption) = IdleConnection::new(stream, timeout);
-            let service = TowerToHyperService::new(app.layer(Extension(exemption)));
+            let service = service.with_exemption(exemption);
             watcher
                 .watch(
                     builder
@@ -151,7 +203,6 @@ pub(crate) async fn serve_connection<S>(
                 .await
         }
         None => {
-            let service = TowerToHyperService::new(app);
             watcher
                 .watch(
                     builder

@@ -14,10 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioExecutor;
@@ -34,7 +31,7 @@ use super::server_config::{HostTls, TlsSites, server_name_matches};
 use super::verify_result::VerificationCounters;
 use super::{ClientCertificate, Verification};
 use crate::pipeline::AppState;
-use crate::server::{self, Stopped};
+use crate::server::Stopped;
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,7 +122,7 @@ pub async fn serve(
         builder: crate::limits::connection_builder(&state.runtime().settings.limits),
         idle_timeout: state.runtime().settings.incoming_connection_timeout,
         counters,
-        app: server::app(state),
+        state,
     };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -179,7 +176,7 @@ async fn handshake(
 /// What every connection of the listener shares.
 #[derive(Clone)]
 struct Serving {
-    app: axum::Router,
+    state: AppState,
     builder: Builder<TokioExecutor>,
     counters: Arc<VerificationCounters>,
     /// `INCOMING_CONNECTION_TIMEOUT`.
@@ -195,7 +192,7 @@ async fn connection(
     watcher: Watcher,
 ) {
     let Serving {
-        app,
+        state,
         builder,
         counters,
         idle_timeout,
@@ -240,27 +237,20 @@ async fn connection(
         client_auth_hosts: sites.client_auth_names().clone(),
     };
     drop(sites);
-    // Only connections where a Host can be misdirected pay for the check.
-    let app = if connection.host_must_match_sni || !connection.client_auth_hosts.is_empty() {
-        let guard = Arc::new(connection.clone());
-        app.layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| {
-                let guard = guard.clone();
-                async move { misdirected_guard(&guard, request, next).await }
-            },
-        ))
-    } else {
-        app
-    };
-    let app = app
-        .layer(Extension(connection))
-        .layer(Extension(ConnectInfo(peer)));
-    crate::server::serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
+    let service = crate::server::ConnectionService::new(state, peer).with_tls(connection);
+    crate::server::serve_connection(stream, peer, service, &builder, watcher, idle_timeout).await;
 }
 
-/// Answers 421 Misdirected Request to a request whose host does not belong on this connection
-/// ([`TlsConnection::is_misdirected`]); passes every other request on.
-async fn misdirected_guard(connection: &TlsConnection, request: Request, next: Next) -> Response {
+/// 421 Misdirected Request for a request whose host does not belong on this connection
+/// ([`TlsConnection::is_misdirected`]); `None` for every other request. Only connections where
+/// a host can be misdirected pay for the check.
+pub(crate) fn misdirected<B>(
+    connection: &TlsConnection,
+    request: &http::Request<B>,
+) -> Option<Response> {
+    if !connection.host_must_match_sni && connection.client_auth_hosts.is_empty() {
+        return None;
+    }
     let host = match request.uri().host() {
         Some(host) => Some(host),
         None => request
@@ -280,9 +270,9 @@ async fn misdirected_guard(connection: &TlsConnection, request: Request, next: N
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        return response;
+        return Some(response);
     }
-    next.run(request).await
+    None
 }
 
 /// The verification result of a certificate the handshake accepted: success, unless the site
