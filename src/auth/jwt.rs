@@ -131,7 +131,7 @@ impl JwtValidator {
             .expect
             .issuer_prefixes
             .iter()
-            .any(|p| iss.starts_with(p.as_str()))
+            .any(|p| issuer_matches(iss, p))
         {
             return Err(JwtError::Issuer);
         }
@@ -223,6 +223,14 @@ impl JwtValidator {
     }
 }
 
+/// Whether `iss` is the token service URL `base` or a URL below it (`<base>/oauth/token`): a host
+/// that merely starts like it (`<base>.evil.example`) is another issuer.
+fn issuer_matches(iss: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    iss.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The scopes of a token (`scope` as array or space-separated string).
 pub fn scopes(claims: &Value) -> Vec<&str> {
     match &claims["scope"] {
@@ -268,6 +276,19 @@ mod tests {
         assert_eq!(v.check_claims(&ok, 3000), Err(JwtError::Expired));
         let wrong_iss = serde_json::json!({"exp": 2000, "iss": "https://evil.example/oauth/token", "aud": ["sb-app"]});
         assert_eq!(v.check_claims(&wrong_iss, 1000), Err(JwtError::Issuer));
+        // Another host that only starts like the token service's (a tenant's look-alike).
+        for iss in [
+            "https://uaa.example.evil.example/oauth/token",
+            "https://uaa.examplex/oauth/token",
+            "https://uaa.example:8443/oauth/token",
+        ] {
+            let look_alike = serde_json::json!({"exp": 2000, "iss": iss, "aud": ["sb-app"]});
+            assert_eq!(
+                v.check_claims(&look_alike, 1000),
+                Err(JwtError::Issuer),
+                "{iss}"
+            );
+        }
         let other_aud = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/x", "aud": ["other"], "cid": "other"});
         assert_eq!(v.check_claims(&other_aud, 1000), Err(JwtError::Audience));
         let by_scope = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/x", "aud": [], "scope": ["app!t1.Read"]});
