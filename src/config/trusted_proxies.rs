@@ -385,6 +385,54 @@ mod tests {
         }
     }
 
+    /// The re-verification policy's files are reported even when the HTTPS listener asks for
+    /// no client certificates (it does not read them then), once each.
+    #[test]
+    fn unusable_reverification_files_are_reported_without_client_certificate_mode() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("dir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        let (ca_file, crl_file) = (dir.path().join("ca.pem"), dir.path().join("broken.crl"));
+        std::fs::write(&ca_file, ca.pem()).expect("write");
+        std::fs::write(&crl_file, "no CRL here").expect("write");
+        let (ca_file, crl_file) = (
+            ca_file.display().to_string(),
+            crl_file.display().to_string(),
+        );
+        for tls in [false, true] {
+            let mut pairs = vec![
+                (TRUSTED_PROXIES, "127.0.0.1"),
+                (FORWARDED_CLIENT_CERT, "cf"),
+                ("XSROUTER_CLIENT_CA", ca_file.as_str()),
+                ("XSROUTER_CLIENT_CRL", crl_file.as_str()),
+            ];
+            if tls {
+                pairs.push(("XSROUTER_TLS_CERT", "/nonexistent/server.pem"));
+                pairs.push(("XSROUTER_TLS_KEY", "/nonexistent/server.key"));
+            }
+            let env = Environment::from_pairs(pairs);
+            let mut problems = Problems::default();
+            let inbound = InboundTls::from_env(&env, &mut problems);
+            assert!(from_env(&env, &inbound, &mut problems).is_none());
+            let text: Vec<String> = problems
+                .into_error()
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let crl: Vec<&String> = text.iter().filter(|p| p.contains("broken.crl")).collect();
+            assert_eq!(crl.len(), 1, "{text:?}");
+            assert!(
+                crl[0].starts_with("env XSROUTER_CLIENT_CRL (")
+                    && crl[0].contains("broken.crl): $: not a valid CRL"),
+                "{text:?}"
+            );
+        }
+    }
+
     #[test]
     fn reverify_needs_the_client_ca_and_format_is_required() {
         let (_, problems) = load(&[(TRUSTED_PROXIES, "127.0.0.1")]);
