@@ -180,6 +180,14 @@ struct LoginSetup {
 }
 
 async fn login_setup(x509: bool, extra_env: &[(&'static str, String)]) -> LoginSetup {
+    login_setup_in_mode("shared", x509, extra_env).await
+}
+
+async fn login_setup_in_mode(
+    tenantmode: &str,
+    x509: bool,
+    extra_env: &[(&'static str, String)],
+) -> LoginSetup {
     let server_pki = Pki::new("Token Server");
     let client_pki = Pki::new("Client");
     let ts = TokenService::start_for_zones(&server_pki, &client_pki, &["provider", "acme", "beta"])
@@ -193,7 +201,7 @@ async fn login_setup(x509: bool, extra_env: &[(&'static str, String)]) -> LoginS
         "logout": {"logoutEndpoint": "/do/logout", "logoutPage": "/bye.html", "logoutMethod": "GET"}
     }));
     let mut credentials = json!({
-        "clientid": CLIENT, "xsappname": APP, "tenantmode": "shared", "uaadomain": "localhost",
+        "clientid": CLIENT, "xsappname": APP, "tenantmode": tenantmode, "uaadomain": "localhost",
         "url": ts.zone_url("provider")
     });
     let mut env = vec![
@@ -584,4 +592,27 @@ async fn x509_bindings_redeem_the_tenants_code_at_its_cert_subdomain() {
     assert!(redeem.via_mtls);
     assert_eq!(redeem.client_cert_cn.as_deref(), Some("sb-router-cert"));
     assert!(!redeem.form.contains_key("client_secret"));
+}
+
+#[tokio::test]
+async fn with_a_dedicated_binding_sessions_are_still_bound_to_the_hosts_tenant() {
+    let s = login_setup_in_mode("dedicated", false, &[]).await;
+    let provider = host_of(&s.ts.zone_url("provider"));
+    let mut browser = Browser::default();
+    let answer = login_on(&mut browser, &s.router, "acme", "/app/a").await;
+    // One tenant at the binding's own URL: the provider's zone logs everybody in.
+    assert_eq!(s.ts.claims(&bearer(&answer))["ext_attr"]["zdn"], "provider");
+    assert_eq!(
+        visits_to(&s.ts, "/oauth/authorize")[0].host.as_deref(),
+        Some(provider.as_str())
+    );
+    // The session was opened on acme's host: on beta's host it is a new login.
+    let start = on_tenant(&mut browser, &s.router, "beta", "/app/b", &[]).await;
+    assert_eq!(start.status(), 302);
+    assert!(
+        location(&start).starts_with(&format!("{}/oauth/authorize?", s.ts.zone_url("provider"))),
+        "{}",
+        location(&start)
+    );
+    echo(on_tenant(&mut browser, &s.router, "acme", "/app/a", &[]).await).await;
 }
