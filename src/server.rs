@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::client_timeouts::IdleConnection;
+use crate::connection_guard::ConnectionGuard;
 use crate::pipeline::{self, AppState};
 
 /// Pending connections the kernel queues before they are accepted. Tokio's default (128) drops
@@ -105,27 +106,33 @@ pub async fn serve(
     }
 }
 
-/// One plain-HTTP connection. hyper's header read timeout only starts once the protocol is
-/// known, so a client that connects and sends nothing is dropped here after the same time.
+/// One plain-HTTP connection.
 async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
-    first_byte_within: Duration,
+    first_head_within: Duration,
     idle_timeout: Option<Duration>,
 ) {
-    let mut byte = [0u8; 1];
-    match tokio::time::timeout(first_byte_within, stream.peek(&mut byte)).await {
-        Ok(Ok(read)) if read > 0 => {}
-        _ => return,
-    }
     let app = app.layer(Extension(ConnectInfo(peer)));
-    serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
+    serve_connection(
+        stream,
+        peer,
+        app,
+        &builder,
+        watcher,
+        first_head_within,
+        idle_timeout,
+    )
+    .await;
 }
 
-/// Serves one accepted connection (plain TCP or TLS) with upgrades until it ends.
+/// Serves one accepted connection (plain TCP or TLS, after the handshake) with upgrades until
+/// it ends. The first request head must be complete within `first_head_within`
+/// (`XSROUTER_HEADER_READ_TIMEOUT`; hyper times the later ones), and HTTP/1 requests with both
+/// `Content-Length` and `Transfer-Encoding` get 400 ([`ConnectionGuard`]).
 /// `INCOMING_CONNECTION_TIMEOUT`: no byte either way for that long closes the connection
 /// (connections upgraded to WebSocket are exempt).
 pub(crate) async fn serve_connection<S>(
@@ -134,10 +141,12 @@ pub(crate) async fn serve_connection<S>(
     app: axum::Router,
     builder: &Builder<TokioExecutor>,
     watcher: Watcher,
+    first_head_within: Duration,
     idle_timeout: Option<Duration>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stream = ConnectionGuard::new(stream, first_head_within);
     let served = match idle_timeout {
         Some(timeout) => {
             let (stream, exemption) = IdleConnection::new(stream, timeout);

@@ -36,7 +36,8 @@ use super::{ClientCertificate, Verification};
 use crate::pipeline::AppState;
 use crate::server::{self, Stopped};
 
-/// How long a client may take to complete the TLS handshake.
+/// The longest a client may take to complete the TLS handshake (less when
+/// `XSROUTER_HEADER_READ_TIMEOUT` is shorter: a stalled handshake is a slow head too).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request extension: the request arrived over the router's own TLS listener. Built once per
@@ -121,8 +122,11 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<Stopped> {
     // The head limits and the header read timeout, as on the plain listener.
+    let limits = state.runtime().settings.limits;
     let serving = Serving {
-        builder: crate::limits::connection_builder(&state.runtime().settings.limits),
+        builder: crate::limits::connection_builder(&limits),
+        handshake_timeout: HANDSHAKE_TIMEOUT.min(limits.header_read_timeout),
+        header_read_timeout: limits.header_read_timeout,
         idle_timeout: state.runtime().settings.incoming_connection_timeout,
         counters,
         app: server::app(state),
@@ -182,6 +186,11 @@ struct Serving {
     app: axum::Router,
     builder: Builder<TokioExecutor>,
     counters: Arc<VerificationCounters>,
+    /// [`HANDSHAKE_TIMEOUT`], or `XSROUTER_HEADER_READ_TIMEOUT` when shorter.
+    handshake_timeout: Duration,
+    /// `XSROUTER_HEADER_READ_TIMEOUT`: for the first request head, counted from the end of
+    /// the handshake.
+    header_read_timeout: Duration,
     /// `INCOMING_CONNECTION_TIMEOUT`.
     idle_timeout: Option<Duration>,
 }
@@ -198,10 +207,12 @@ async fn connection(
         app,
         builder,
         counters,
+        handshake_timeout,
+        header_read_timeout,
         idle_timeout,
     } = serving;
     let (stream, server_name, host) =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&sites, stream)).await {
+        match tokio::time::timeout(handshake_timeout, handshake(&sites, stream)).await {
             Ok(Ok(done)) => done,
             Ok(Err(err)) => {
                 tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -255,7 +266,16 @@ async fn connection(
     let app = app
         .layer(Extension(connection))
         .layer(Extension(ConnectInfo(peer)));
-    crate::server::serve_connection(stream, peer, app, &builder, watcher, idle_timeout).await;
+    crate::server::serve_connection(
+        stream,
+        peer,
+        app,
+        &builder,
+        watcher,
+        header_read_timeout,
+        idle_timeout,
+    )
+    .await;
 }
 
 /// Answers 421 Misdirected Request to a request whose host does not belong on this connection
