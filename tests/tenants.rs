@@ -516,6 +516,24 @@ async fn service_tokens_are_accepted_only_from_the_hosts_tenant() {
             "{what}"
         );
     }
+    // Another tenant's token is refused without asking that tenant's keys.
+    assert_eq!(
+        call("gamma", &acme).await.expect("send").status(),
+        401,
+        "acme's token on gamma's host"
+    );
+    let keys: Vec<String> = visits_to(&s.ts, "/token_keys")
+        .iter()
+        .map(|v| v.host.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            host_of(&s.ts.zone_url("acme")),
+            host_of(&s.ts.zone_url("beta"))
+        ],
+        "keys fetched once per tenant whose own token came"
+    );
     // A host that names no tenant: no tenant to check the token against.
     let no_tenant = client()
         .get(s.router.url("/app/svc"))

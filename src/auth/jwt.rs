@@ -1,6 +1,6 @@
 //! JWT validation for tokens from XSUAA or IAS: RS256 signature against the service's keys
 //! (JWKS, fetched once and cached; fetched again when a token names an unknown `kid`), expiry,
-//! issuer and audience.
+//! issuer and audience. The claims are checked before any key is fetched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +99,9 @@ impl JwtValidator {
         if alg != "RS256" {
             return Err(JwtError::Algorithm(alg.to_owned()));
         }
+        // The claims first: a token that could not pass anyway (another tenant's issuer, expired)
+        // never makes the validator fetch keys.
+        self.check_claims(&claims, now)?;
         let kid = header["kid"].as_str().unwrap_or_default().to_owned();
         let key = self.key(&kid).await?;
         let signed = &token.as_bytes()[..header_and_payload_len(token)];
@@ -112,7 +115,6 @@ impl JwtValidator {
             &signature,
         )
         .map_err(|_| JwtError::Signature)?;
-        self.check_claims(&claims, now)?;
         Ok(claims)
     }
 
