@@ -230,18 +230,24 @@ async fn connection(
             }
             (None, None)
         }
-        Some(chain) => {
-            let certificate = match ClientCertificate::from_chain(chain) {
-                Ok(certificate) => Arc::new(certificate),
-                Err(err) => {
-                    // Never pass on a certificate we cannot represent, and never treat the
-                    // connection as anonymous either.
-                    tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
-                    return;
-                }
-            };
-            (Some(certificate), Some(verification_of(host, chain)))
-        }
+        Some(chain) => match ClientCertificate::from_chain(chain) {
+            Ok(certificate) => (
+                Some(Arc::new(certificate)),
+                Some(verification_of(host, chain)),
+            ),
+            // Permissive: a FAILED certificate like any other failure (never passed on).
+            Err(err) if host.permissive => {
+                tracing::info!(%peer, error = %err, "client certificate cannot be parsed; accepted as FAILED (permissive)");
+                let (certificate, verification) = super::verifier::unparsable_certificate(chain);
+                (Some(Arc::new(certificate)), Some(verification))
+            }
+            Err(err) => {
+                // Never pass on a certificate we cannot represent, and never treat the
+                // connection as anonymous either.
+                tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
+                return;
+            }
+        },
     };
     let connection = TlsConnection {
         client_certificate,
