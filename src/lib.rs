@@ -9,6 +9,7 @@ pub mod auth;
 pub mod client_timeouts;
 pub mod compression;
 pub mod config;
+pub mod connection_guard;
 pub mod cors;
 pub mod demo;
 pub mod destination_service;

@@ -5,9 +5,10 @@
 //! Head limits are enforced by hyper while it parses ([`connection_builder`]); the URL and body
 //! limits at the start of the pipeline ([`check`], [`limit_body`]). Smuggling attempts are
 //! refused by hyper's parser itself: differing `Content-Length`s, obs-fold, control bytes in
-//! header names or values answer 400; `Transfer-Encoding` together with `Content-Length` is
-//! framed by the chunked encoding only, the `Content-Length` dropped and the connection closed
-//! after the response (RFC 9112 §6.3), so nothing can ride along to the next request.
+//! header names or values answer 400. `Transfer-Encoding` together with `Content-Length`
+//! answers 400 too, through [`crate::connection_guard`] (hyper alone would drop the
+//! `Content-Length` and forward the request), which also times the first request head of a
+//! connection (hyper's header read timeout starts only once the protocol is known).
 
 use std::time::Duration;
 

@@ -204,6 +204,19 @@ async fn serve(runtime: Runtime) -> anyhow::Result<ExitCode> {
         tokio::spawn(xsrouter::management::serve(management, state.clone()));
     }
     let _watcher = state.spawn_credential_watcher();
+    // Trust files for certificates forwarded by trusted proxies, re-read on the same schedule
+    // (with or without the HTTPS listener, which re-reads its own).
+    let _forwarded_trust = state
+        .runtime()
+        .trusted_proxies
+        .as_ref()
+        .and_then(|proxies| proxies.reverifier())
+        .map(|verifier| {
+            tokio::spawn(xsrouter::inbound::reverify::watch(
+                verifier.clone(),
+                state.runtime().settings.credentials_poll_interval,
+            ))
+        });
     state.spawn_token_prefetch();
     finish(server::serve(listener, state, server::termination_signal(), grace).await?)
 }

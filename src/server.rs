@@ -18,6 +18,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::client_timeouts::{IdleConnection, IdleExemption};
+use crate::connection_guard::ConnectionGuard;
 use crate::inbound::listener::TlsConnection;
 use crate::pipeline::{self, AppState};
 
@@ -157,27 +158,33 @@ pub async fn serve(
     }
 }
 
-/// One plain-HTTP connection. hyper's header read timeout only starts once the protocol is
-/// known, so a client that connects and sends nothing is dropped here after the same time.
+/// One plain-HTTP connection.
 async fn serve_plain(
     stream: TcpStream,
     peer: SocketAddr,
     state: AppState,
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
-    first_byte_within: Duration,
+    first_head_within: Duration,
     idle_timeout: Option<Duration>,
 ) {
-    let mut byte = [0u8; 1];
-    match tokio::time::timeout(first_byte_within, stream.peek(&mut byte)).await {
-        Ok(Ok(read)) if read > 0 => {}
-        _ => return,
-    }
     let service = ConnectionService::new(state, peer);
-    serve_connection(stream, peer, service, &builder, watcher, idle_timeout).await;
+    serve_connection(
+        stream,
+        peer,
+        service,
+        &builder,
+        watcher,
+        first_head_within,
+        idle_timeout,
+    )
+    .await;
 }
 
-/// Serves one accepted connection (plain TCP or TLS) with upgrades until it ends.
+/// Serves one accepted connection (plain TCP or TLS, after the handshake) with upgrades until
+/// it ends. The first request head must be complete within `first_head_within`
+/// (`XSROUTER_HEADER_READ_TIMEOUT`; hyper times the later ones), and HTTP/1 requests with both
+/// `Content-Length` and `Transfer-Encoding` get 400 ([`ConnectionGuard`]).
 /// `INCOMING_CONNECTION_TIMEOUT`: no byte either way for that long closes the connection
 /// (connections upgraded to WebSocket are exempt).
 pub(crate) async fn serve_connection<S>(
@@ -186,10 +193,12 @@ pub(crate) async fn serve_connection<S>(
     service: ConnectionService,
     builder: &Builder<TokioExecutor>,
     watcher: Watcher,
+    first_head_within: Duration,
     idle_timeout: Option<Duration>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stream = ConnectionGuard::new(stream, first_head_within);
     let served = match idle_timeout {
         Some(timeout) => {
             let (stream, exemption) = IdleConnection::new(stream, timeout);

@@ -4,6 +4,10 @@
 //!
 //! The host is `x-forwarded-host`, else `Host`; with `EXTERNAL_REVERSE_PROXY=true` it is
 //! `x-custom-host`, else `Host` (approuter's rules), without its port.
+//!
+//! Users: destination tokens (`tokens::destination`, fetched and cached per tenant) and login
+//! (`auth::provider`: authorize, token, keys and logout per tenant; `auth`: sessions and service
+//! tokens bound to the host's tenant).
 
 use fancy_regex::Regex;
 use http::HeaderMap;

@@ -146,28 +146,203 @@ async fn smuggling_attempts_are_refused_with_400_and_never_forwarded() {
     );
 }
 
+/// `Content-Length` and `Transfer-Encoding` together, in either order and any casing.
+const BOTH_FRAMINGS: &[&str] = &[
+    "POST /api/both HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "POST /api/both HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+    "POST /api/both HTTP/1.1\r\nHost: r\r\ncontent-length: 0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    "POST /api/both HTTP/1.1\r\nHost: r\r\nTRANSFER-ENCODING: chunked\r\nCONTENT-LENGTH: 3\r\n\r\n0\r\n\r\n",
+    "POST /api/both HTTP/1.1\r\nHost: r\r\nContent-length: 5\r\nX-A: b\r\ntransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "POST /api/both HTTP/1.1\nHost: r\nTransfer-Encoding: chunked\nContent-Length: 5\n\n0\r\n\r\n",
+    "GET /api/both HTTP/1.1\r\nHost: r\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+];
+
 #[tokio::test]
-async fn transfer_encoding_beats_content_length_and_the_connection_closes() {
+async fn content_length_with_transfer_encoding_is_refused_with_400_and_never_forwarded() {
     let (router, up, _dir) = start(&[]).await;
-    // The chunked body ends after "hello"; a front proxy that believed Content-Length would
-    // have sent the "smuggled" request as body. It must never reach the upstream.
-    let request = b"POST /api/framed HTTP/1.1\r\nHost: r\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: r\r\n\r\n";
-    let answer = exchange(router.addr, request).await;
+    for request in BOTH_FRAMINGS {
+        let status = refused(router.addr, request.as_bytes()).await;
+        assert_eq!(status, 400, "{request:?}");
+    }
+    // The classic attack: a front proxy that believed Content-Length would send the "smuggled"
+    // request as body. Neither request reaches the upstream.
+    let answer = exchange(
+        router.addr,
+        b"POST /api/framed HTTP/1.1\r\nHost: r\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /api/smuggled HTTP/1.1\r\nHost: r\r\n\r\n",
+    )
+    .await;
     assert_eq!(
         statuses(&answer),
-        vec![200],
+        vec![400],
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    assert_eq!(upstream_paths(&up), vec!["/framed".to_owned()]);
-    let text = String::from_utf8_lossy(&answer);
-    let body = &text[text.find("\r\n\r\n").expect("head") + 4..];
-    // The echo body may be chunked on the way back; find the JSON inside.
-    let json_start = body.find('{').expect("json");
-    let json_end = body.rfind('}').expect("json");
-    let echo: Value = serde_json::from_str(&body[json_start..=json_end]).expect("echo json");
-    assert_eq!(echo["body_length"], 5);
-    assert!(echo["headers"]["content-length"].is_null(), "{echo}");
+    // The head arriving a few bytes at a time changes nothing.
+    let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    for piece in BOTH_FRAMINGS[1].as_bytes().chunks(3) {
+        stream.write_all(piece).await.expect("write");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(statuses(&answer), vec![400]);
+    assert_eq!(
+        up.connections(),
+        0,
+        "something reached the upstream: {:?}",
+        upstream_paths(&up)
+    );
+}
+
+#[tokio::test]
+async fn both_framings_are_refused_later_on_a_keep_alive_connection() {
+    let (router, up, _dir) = start(&[]).await;
+    let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+    // Bodies that contain what looks like a conflicting head are bodies, nothing else.
+    let decoy = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let requests = [
+        "GET /api/first HTTP/1.1\r\nHost: r\r\n\r\n".to_owned(),
+        format!(
+            "POST /api/sized HTTP/1.1\r\nHost: r\r\nContent-Length: {}\r\n\r\n{decoy}",
+            decoy.len()
+        ),
+        format!(
+            "POST /api/chunked HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n{:x};ext=1\r\n{decoy}\r\n0\r\nX-Trailer: t\r\n\r\n",
+            decoy.len()
+        ),
+    ];
+    for (request, path) in requests.iter().zip(["/first", "/sized", "/chunked"]) {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let (status, body) = read_response(&mut stream).await;
+        assert_eq!(status, 200, "{request:?}");
+        assert!(String::from_utf8_lossy(&body).contains(path), "{path}");
+    }
+    for request in BOTH_FRAMINGS {
+        // Each conflicting request ends its connection: a fresh keep-alive connection, one
+        // good request, then the conflicting one.
+        let mut stream = TcpStream::connect(router.addr).await.expect("connect");
+        stream
+            .write_all(requests[2].as_bytes())
+            .await
+            .expect("write");
+        assert_eq!(read_response(&mut stream).await.0, 200);
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let answer = read_to_close(&mut stream).await;
+        assert_eq!(statuses(&answer), vec![400], "{request:?}");
+    }
+    stream
+        .write_all(BOTH_FRAMINGS[0].as_bytes())
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut stream).await;
+    assert_eq!(statuses(&answer), vec![400]);
+    let mut expected = vec!["/first", "/sized", "/chunked"];
+    expected.extend(std::iter::repeat_n("/chunked", BOTH_FRAMINGS.len()));
+    assert_eq!(upstream_paths(&up), expected);
+}
+
+#[tokio::test]
+async fn a_pipelined_conflicting_request_after_a_chunked_body_gets_400_alone() {
+    let (router, up, _dir) = start(&[]).await;
+    let decoy =
+        "POST /api/decoy HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // In one write: a chunked request (extension, trailer, the decoy in its body), then a
+    // conflicting request, then one more that hyper never reads.
+    let pipelined = format!(
+        "POST /api/chunked HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n\
+         {:x};name=value\r\n{decoy}\r\n3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n\
+         POST /api/conflict HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n\
+         GET /api/after HTTP/1.1\r\nHost: r\r\n\r\n",
+        decoy.len()
+    );
+    let answer = exchange(router.addr, pipelined.as_bytes()).await;
+    assert_eq!(
+        statuses(&answer),
+        vec![200, 400],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(upstream_paths(&up), vec!["/chunked".to_owned()]);
+    // Without the conflicting request, everything pipelined is served in order.
+    let clean = pipelined.replace("Content-Length: 4\r\n", "");
+    let answer = exchange(
+        router.addr,
+        format!("{clean}GET /api/last HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        statuses(&answer),
+        vec![200, 200, 200, 200],
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        upstream_paths(&up),
+        vec!["/chunked", "/chunked", "/conflict", "/after", "/last"]
+    );
+}
+
+/// Reads until the router closes the connection (at most 10 s).
+async fn read_to_close<S: AsyncReadExt + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the router did not close within 10 s");
+    buf
+}
+
+/// Reads one response from a keep-alive connection: its status and body (sized or chunked).
+async fn read_response(stream: &mut TcpStream) -> (u16, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let complete = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(done) = parse_response(&buf) {
+                return done;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => panic!("closed mid-response: {}", String::from_utf8_lossy(&buf)),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    complete.expect("no complete response within 10 s")
+}
+
+/// A complete response at the start of `bytes`, if there is one.
+fn parse_response(bytes: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let text = String::from_utf8_lossy(bytes);
+    let head_end = text.find("\r\n\r\n")? + 4;
+    let head = text[..head_end].to_ascii_lowercase();
+    let status = *statuses(bytes).first()?;
+    let body = &bytes[head_end..];
+    if let Some(line) = head.lines().find(|l| l.starts_with("content-length:")) {
+        let length: usize = line[15..].trim().parse().ok()?;
+        return (body.len() >= length).then(|| (status, body[..length].to_vec()));
+    }
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let mut decoded = Vec::new();
+    let mut at = 0;
+    loop {
+        let line_end = at + body[at..].windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[at..line_end]).ok()?, 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            return (body.len() >= at + 2).then_some((status, decoded));
+        }
+        decoded.extend_from_slice(body.get(at..at + size)?);
+        at += size + 2;
+    }
 }
 
 #[tokio::test]
@@ -572,14 +747,22 @@ async fn nothing_echoed_can_carry_crlf() {
     assert_eq!(statuses(&answer), vec![200]);
 }
 
-#[tokio::test]
-async fn slow_heads_over_tls_are_cut_off_too() {
+/// A router serving HTTPS (a certificate for `localhost`) with `extra` settings.
+async fn start_tls(
+    extra: &[(&str, String)],
+) -> (
+    Router,
+    upstream::Upstream,
+    WorkDir,
+    support::pki::Pki,
+    tempfile::TempDir,
+) {
     let pki = support::pki::Pki::new("Router TLS");
     let files = tempfile::tempdir().expect("tmp");
     let (chain, key) = pki.server();
     std::fs::write(files.path().join("cert.pem"), chain).expect("cert");
     std::fs::write(files.path().join("key.pem"), key).expect("key");
-    let (router, up, _dir) = start(&[
+    let mut env = vec![
         (
             "XSROUTER_TLS_CERT",
             files.path().join("cert.pem").display().to_string(),
@@ -588,29 +771,183 @@ async fn slow_heads_over_tls_are_cut_off_too() {
             "XSROUTER_TLS_KEY",
             files.path().join("key.pem").display().to_string(),
         ),
-        ("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned()),
-    ])
-    .await;
-    let mut config = support::pki::tls_client_config(&pki, None);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    ];
+    env.extend(extra.iter().cloned());
+    let (router, up, dir) = start(&env).await;
+    (router, up, dir, pki, files)
+}
+
+/// A TLS client connection to the router offering `alpn`.
+async fn tls_connect(
+    router: &Router,
+    pki: &support::pki::Pki,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut config = support::pki::tls_client_config(pki, None);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let tcp = TcpStream::connect(router.addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = connector.connect(name, tcp).await.expect("handshake");
-    tls.write_all(b"GET /api/slow HTTP/1.1\r\nHost: r\r\nX-Slow: ")
-        .await
-        .expect("write");
-    tls.flush().await.expect("flush");
+    connector.connect(name, tcp).await.expect("handshake")
+}
+
+/// How long until the router closes `stream` (EOF or an error); fails after `limit`.
+async fn time_to_close<S: AsyncReadExt + Unpin>(stream: &mut S, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
     let mut buf = [0u8; 256];
-    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+    let closed = tokio::time::timeout(limit, async {
         loop {
-            match tls.read(&mut buf).await {
+            match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
     })
     .await;
-    assert!(closed.is_ok(), "the slow TLS connection was not closed");
+    assert!(
+        closed.is_ok(),
+        "the connection was not closed within {limit:?}"
+    );
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn slow_heads_over_tls_are_cut_off_too() {
+    let (router, up, _dir, pki, _files) =
+        start_tls(&[("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned())]).await;
+    let mut tls = tls_connect(&router, &pki, &[b"http/1.1"]).await;
+    tls.write_all(b"GET /api/slow HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+        .await
+        .expect("write");
+    tls.flush().await.expect("flush");
+    time_to_close(&mut tls, Duration::from_secs(8)).await;
     assert_eq!(up.connections(), 0);
+}
+
+#[tokio::test]
+async fn silent_tls_clients_are_cut_off_after_the_header_read_timeout() {
+    let (router, up, _dir, pki, _files) =
+        start_tls(&[("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned())]).await;
+    // Whatever protocol was negotiated: a client that completes the handshake and then sends
+    // nothing, or half an HTTP/2 preface, is closed after the timeout (not before, not never).
+    let alpns: [&[&[u8]]; 3] = [&[b"http/1.1"], &[b"h2"], &[]];
+    for alpn in alpns {
+        for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+            let mut tls = tls_connect(&router, &pki, alpn).await;
+            tls.write_all(sent).await.expect("write");
+            tls.flush().await.expect("flush");
+            let after = time_to_close(&mut tls, Duration::from_secs(5)).await;
+            assert!(
+                after >= Duration::from_millis(800),
+                "{alpn:?} {sent:?}: closed after {after:?}"
+            );
+        }
+    }
+    // Meanwhile the listener serves: HTTP/1.1 over TLS still works.
+    let mut tls = tls_connect(&router, &pki, &[b"http/1.1"]).await;
+    tls.write_all(b"GET /api/ok HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut tls).await;
+    assert_eq!(statuses(&answer), vec![200]);
+    // And a conflicting head is refused over TLS as well.
+    let mut tls = tls_connect(&router, &pki, &[b"http/1.1"]).await;
+    tls.write_all(BOTH_FRAMINGS[0].as_bytes())
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut tls).await;
+    assert_eq!(statuses(&answer), vec![400]);
+    assert_eq!(upstream_paths(&up), vec!["/ok".to_owned()]);
+}
+
+#[tokio::test]
+async fn stalled_tls_handshakes_are_cut_off() {
+    let (router, _up, _dir, pki, _files) =
+        start_tls(&[("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned())]).await;
+    // The first half of a real ClientHello, then nothing.
+    let config = support::pki::tls_client_config(&pki, None);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut client =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("client hello");
+    assert!(hello.len() > 100, "{}", hello.len());
+    for sent in [&hello[..hello.len() / 2], &hello[..5], &[]] {
+        let mut tcp = TcpStream::connect(router.addr).await.expect("connect");
+        tcp.write_all(sent).await.expect("write");
+        // The handshake timeout follows XSROUTER_HEADER_READ_TIMEOUT when that is shorter
+        // than 10 s.
+        let after = time_to_close(&mut tcp, Duration::from_secs(5)).await;
+        assert!(
+            after >= Duration::from_millis(800),
+            "{} bytes: closed after {after:?}",
+            sent.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn half_an_http2_preface_is_cut_off_on_plain_http() {
+    let (router, _up, _dir) = start(&[("XSROUTER_HEADER_READ_TIMEOUT", "1".to_owned())]).await;
+    for sent in [&b"P"[..], b"PRI * HTTP/2.0\r\n\r\nSM"] {
+        let mut tcp = TcpStream::connect(router.addr).await.expect("connect");
+        tcp.write_all(sent).await.expect("write");
+        let after = time_to_close(&mut tcp, Duration::from_secs(5)).await;
+        assert!(after >= Duration::from_millis(800), "{sent:?}: {after:?}");
+    }
+    // A client that sends the request line and stops there is cut off too.
+    let mut tcp = TcpStream::connect(router.addr).await.expect("connect");
+    tcp.write_all(b"GET /api/x HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let after = time_to_close(&mut tcp, Duration::from_secs(5)).await;
+    assert!(after >= Duration::from_millis(800), "{after:?}");
+}
+
+#[tokio::test]
+async fn after_an_upgrade_request_both_framings_are_left_to_hyper() {
+    let (router, up, _dir) = start(&[]).await;
+    // The check stops at a request with Upgrade (the connection may become a tunnel). When it
+    // is not upgraded, a later conflicting request is framed as chunked by hyper, forwarded
+    // without Content-Length, and the connection is closed after it: never ambiguous.
+    let answer = exchange(
+        router.addr,
+        b"GET /api/upgrade HTTP/1.1\r\nHost: r\r\nUpgrade: foo\r\n\r\n\
+          POST /api/late HTTP/1.1\r\nHost: r\r\nContent-Length: 60\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+          GET /api/smuggled HTTP/1.1\r\nHost: r\r\n\r\n",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert_eq!(statuses(&answer), vec![200, 200], "{text}");
+    assert_eq!(upstream_paths(&up), vec!["/upgrade", "/late"]);
+    let late =
+        &text[text.rfind("{\"body_length\"").expect("json")..=text.rfind('}').expect("json")];
+    let echo: Value = serde_json::from_str(late).expect("echo json");
+    assert_eq!(echo["body_length"], 5, "{echo}");
+    assert!(echo["headers"]["content-length"].is_null(), "{echo}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+}
+
+#[tokio::test]
+async fn silent_connections_do_not_hold_up_shutdown() {
+    // Default header read timeout (60 s): only the shutdown can end these connections.
+    let (router, _up, _dir) = start(&[]).await;
+    let mut silent = TcpStream::connect(router.addr).await.expect("connect");
+    let mut preface = TcpStream::connect(router.addr).await.expect("connect");
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+    // Make sure both are accepted and being served before the shutdown.
+    let response = support::raw_get(router.addr, "/api/ok").await;
+    assert_eq!(response.status, 200);
+    let started = std::time::Instant::now();
+    assert_eq!(router.stop().await, xsrouter::server::Stopped::Drained);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    time_to_close(&mut silent, Duration::from_secs(1)).await;
+    time_to_close(&mut preface, Duration::from_secs(1)).await;
 }

@@ -1027,3 +1027,85 @@ async fn the_binary_logs_its_tls_files_reloads_on_sighup_and_never_logs_keys() {
     }
     assert!(!log.contains("PRIVATE KEY"), "{log}");
 }
+
+/// A client presenting `leaf`, its intermediate and then bytes that are no certificate at all
+/// (the handshake signature is made with the leaf's key, so only parsing can fail).
+fn client_with_junk_in_chain(
+    router: &Router,
+    server_pki: &Pki,
+    pki: &Pki,
+    leaf: &Leaf,
+) -> reqwest::Client {
+    use rustls::pki_types::PrivateKeyDer;
+    xsrouter::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_pki.root.der().clone()).expect("root");
+    let chain = vec![
+        CertificateDer::from(leaf_der(leaf)),
+        CertificateDer::from_pem_slice(pki.intermediate_pem().as_bytes()).expect("intermediate"),
+        CertificateDer::from(b"not a certificate".to_vec()),
+    ];
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("key");
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .expect("client auth");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    build_client(config, router.addr, "localhost")
+}
+
+#[tokio::test]
+async fn an_unparsable_client_certificate_is_failed_when_permissive_and_refused_otherwise() {
+    let setup = setup().await;
+    let alice = setup.client_pki.client("alice", KeyForm::EcPkcs8);
+    let nginx = ("XSROUTER_CLIENT_CERT_HEADERS", "nginx".to_owned());
+    let permissive = setup
+        .router(
+            "optional",
+            &[
+                ("XSROUTER_CLIENT_CERT_PERMISSIVE", "true".to_owned()),
+                nginx.clone(),
+            ],
+        )
+        .await;
+    let url = https(&permissive, "/be/hello");
+    // The same leaf and intermediate without the junk verify.
+    let clean = tls_client(
+        &permissive,
+        &setup.server_pki,
+        Some((&setup.client_pki, &alice)),
+    );
+    let headers = backend_headers(&clean, &url).await.expect("valid chain");
+    assert_eq!(header(&headers, "ssl-client-verify"), Some(vec!["SUCCESS"]));
+
+    let junk = client_with_junk_in_chain(&permissive, &setup.server_pki, &setup.client_pki, &alice);
+    let headers = backend_headers(&junk, &url)
+        .await
+        .expect("permissive mode accepts a chain it cannot parse");
+    assert_eq!(
+        header(&headers, "ssl-client-verify"),
+        Some(vec!["FAILED:unable to decode certificate"])
+    );
+    // Like every failed certificate: no details are passed on.
+    assert_eq!(header(&headers, "ssl-client-s-dn"), None, "{headers}");
+    assert_eq!(header(&headers, "ssl-client-cert"), None, "{headers}");
+    // The connection stays usable.
+    let headers = backend_headers(&junk, &url).await.expect("second request");
+    assert_eq!(
+        header(&headers, "ssl-client-verify"),
+        Some(vec!["FAILED:unable to decode certificate"])
+    );
+
+    // Without permissive mode the router never serves it.
+    let strict = setup.router("require", &[nginx]).await;
+    let junk = client_with_junk_in_chain(&strict, &setup.server_pki, &setup.client_pki, &alice);
+    assert!(
+        junk.get(https(&strict, "/be/hello")).send().await.is_err(),
+        "require mode served a certificate chain it cannot parse"
+    );
+    assert!(accepted(&setup, &strict, Some((&setup.client_pki, &alice))).await);
+}

@@ -1,6 +1,6 @@
 //! JWT validation for tokens from XSUAA or IAS: RS256 signature against the service's keys
 //! (JWKS, fetched once and cached; fetched again when a token names an unknown `kid`), expiry,
-//! issuer and audience.
+//! issuer and audience. The claims are checked before any key is fetched.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,6 +99,9 @@ impl JwtValidator {
         if alg != "RS256" {
             return Err(JwtError::Algorithm(alg.to_owned()));
         }
+        // The claims first: a token that could not pass anyway (another tenant's issuer, expired)
+        // never makes the validator fetch keys.
+        self.check_claims(&claims, now)?;
         let kid = header["kid"].as_str().unwrap_or_default().to_owned();
         let key = self.key(&kid).await?;
         let signed = &token.as_bytes()[..header_and_payload_len(token)];
@@ -112,7 +115,6 @@ impl JwtValidator {
             &signature,
         )
         .map_err(|_| JwtError::Signature)?;
-        self.check_claims(&claims, now)?;
         Ok(claims)
     }
 
@@ -131,7 +133,7 @@ impl JwtValidator {
             .expect
             .issuer_prefixes
             .iter()
-            .any(|p| iss.starts_with(p.as_str()))
+            .any(|p| issuer_matches(iss, p))
         {
             return Err(JwtError::Issuer);
         }
@@ -223,6 +225,14 @@ impl JwtValidator {
     }
 }
 
+/// Whether `iss` is the token service URL `base` or a URL below it (`<base>/oauth/token`): a host
+/// that merely starts like it (`<base>.evil.example`) is another issuer.
+fn issuer_matches(iss: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    iss.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// The scopes of a token (`scope` as array or space-separated string).
 pub fn scopes(claims: &Value) -> Vec<&str> {
     match &claims["scope"] {
@@ -268,6 +278,19 @@ mod tests {
         assert_eq!(v.check_claims(&ok, 3000), Err(JwtError::Expired));
         let wrong_iss = serde_json::json!({"exp": 2000, "iss": "https://evil.example/oauth/token", "aud": ["sb-app"]});
         assert_eq!(v.check_claims(&wrong_iss, 1000), Err(JwtError::Issuer));
+        // Another host that only starts like the token service's (a tenant's look-alike).
+        for iss in [
+            "https://uaa.example.evil.example/oauth/token",
+            "https://uaa.examplex/oauth/token",
+            "https://uaa.example:8443/oauth/token",
+        ] {
+            let look_alike = serde_json::json!({"exp": 2000, "iss": iss, "aud": ["sb-app"]});
+            assert_eq!(
+                v.check_claims(&look_alike, 1000),
+                Err(JwtError::Issuer),
+                "{iss}"
+            );
+        }
         let other_aud = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/x", "aud": ["other"], "cid": "other"});
         assert_eq!(v.check_claims(&other_aud, 1000), Err(JwtError::Audience));
         let by_scope = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/x", "aud": [], "scope": ["app!t1.Read"]});

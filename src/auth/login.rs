@@ -5,6 +5,9 @@
 //! redirect URI and the local URL to return to. The callback accepts a code only from the
 //! browser that started the flow (cookie), with the matching `state`, and redeems it with the
 //! verifier. The return URL is always a local path: no open redirect.
+//!
+//! With `TENANT_HOST_PATTERN`, a login belongs to the tenant whose host started it: the callback
+//! completes it only on that tenant's host.
 
 use std::time::Duration;
 
@@ -28,6 +31,8 @@ pub struct PendingLogin {
     pub redirect_uri: String,
     pub return_to: String,
     pub provider: crate::config::bindings::AuthServiceKind,
+    /// The tenant whose host started the login (`TENANT_HOST_PATTERN`).
+    pub tenant: Option<String>,
 }
 
 /// Logins in progress, by browser nonce.
@@ -65,6 +70,7 @@ pub struct LoginRequest<'a> {
     pub use_pkce: bool,
     pub identity_provider: Option<&'a str>,
     pub provider: crate::config::bindings::AuthServiceKind,
+    pub tenant: Option<&'a str>,
     pub secure_cookie: bool,
 }
 
@@ -110,6 +116,7 @@ impl PendingLogins {
                     redirect_uri: req.redirect_uri,
                     return_to: req.return_to,
                     provider: req.provider,
+                    tenant: req.tenant.map(str::to_owned),
                 },
             )
             .await;
@@ -167,6 +174,7 @@ mod tests {
                 use_pkce: true,
                 identity_provider: Some("corp"),
                 provider: crate::config::bindings::AuthServiceKind::Xsuaa,
+                tenant: Some("acme"),
                 secure_cookie: true,
             })
             .await;
@@ -184,6 +192,7 @@ mod tests {
             .to_owned();
         let pending = logins.take(&nonce).await.expect("pending");
         assert_eq!(pending.state.as_deref(), Some(query["state"].as_str()));
+        assert_eq!(pending.tenant.as_deref(), Some("acme"));
         let verifier = pending.verifier.expect("verifier");
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.expose().as_bytes());
         assert_eq!(

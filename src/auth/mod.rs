@@ -5,6 +5,14 @@
 //! The pipeline asks this module, for each request on an authenticated route, who the caller
 //! is ([`Auth::authenticate`]); the answer is a [`Caller`] or a finished response (a redirect to
 //! login, 401, 403).
+//!
+//! Multi-tenancy (`TENANT_HOST_PATTERN`): the tenant is the one the request's host names. With a
+//! shared-tenant-mode XSUAA binding, login, code redemption, refresh, token validation and logout
+//! use that tenant's subdomain of XSUAA ([`provider::Provider::for_tenant`]), and a host that names
+//! no tenant gets 400 where a user is needed. Whatever the binding, a session serves only the
+//! tenant it was logged in for: on another tenant's host it is as if there were none (a new
+//! login), and a service token (`x-approuter-authorization`) is accepted only from the host's
+//! tenant.
 
 pub mod backend_cookies;
 pub mod jwt;
@@ -29,6 +37,7 @@ use crate::identity::rotation::now_unix;
 use crate::rejection::Rejection;
 use crate::routing::Route;
 use crate::secret::Secret;
+use crate::tenants::TenantHosts;
 use crate::tokens::endpoint::EndpointError;
 use crate::tokens::{Grant, TokenRequest, TokenService};
 use login::{LOGIN_COOKIE, LoginRequest, PendingLogins, clear_login_cookie, local_return_url};
@@ -71,6 +80,8 @@ pub struct Auth {
     use_state: bool,
     use_pkce: bool,
     refresh_margin: Duration,
+    /// `TENANT_HOST_PATTERN`: the tenant of a request.
+    tenant_hosts: Option<TenantHosts>,
 }
 
 impl Auth {
@@ -107,6 +118,7 @@ impl Auth {
                 kind,
                 binding,
                 runtime.identities.get(kind).is_some(),
+                runtime.tenant_hosts.is_some(),
                 http.clone(),
             ) {
                 Ok(provider) => Ok(Some(Arc::new(provider))),
@@ -148,7 +160,13 @@ impl Auth {
             use_state: settings.state_parameter && runtime.xs_app.state_protection.unwrap_or(true),
             use_pkce: settings.pkce && runtime.xs_app.state_protection.unwrap_or(true),
             refresh_margin: settings.jwt_refresh,
+            tenant_hosts: runtime.tenant_hosts.clone(),
         })
+    }
+
+    /// The tenant the request's host names, when `TENANT_HOST_PATTERN` is set.
+    fn tenant_of<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        self.tenant_hosts.as_ref()?.tenant_of(headers)
     }
 
     pub fn session_cookie(&self) -> &str {
@@ -203,10 +221,14 @@ impl Auth {
             // `basic` authentication is not supported; fail closed.
             return Err(Rejection::Unauthorized("Unauthorized").into_response());
         };
+        let tenant = self.tenant_of(headers);
+        let Some(provider) = provider.for_tenant(tenant).await else {
+            return Err(no_tenant());
+        };
         if let Some(value) = headers.get(APPROUTER_AUTHORIZATION) {
-            return self.service_caller(provider, value).await;
+            return self.service_caller(&provider, value).await;
         }
-        match self.session_caller(headers).await {
+        match self.session_caller(headers, tenant).await {
             Ok(Some(caller)) => return Ok(caller),
             Ok(None) => {}
             Err(err) => {
@@ -224,7 +246,7 @@ impl Auth {
             return Err(Rejection::Unauthorized("Unauthorized").into_response());
         }
         let idp = dynamic_idp.or(route.identity_provider.as_deref());
-        self.start_login(provider, uri, headers, idp).await
+        self.start_login(&provider, uri, headers, idp, tenant).await
     }
 
     /// `x-approuter-authorization: Bearer <JWT>`: a service calling with its own token.
@@ -256,20 +278,32 @@ impl Auth {
                 provider: provider.kind,
             }),
             Err(err) => {
-                tracing::info!(reason = %err, "service token refused");
+                tracing::info!(reason = %err, tenant = provider.tenant.as_deref(), "service token refused");
                 Err(Rejection::Unauthorized("Unauthorized").into_response())
             }
         }
     }
 
-    /// The caller of a live session; refreshes the login token shortly before it expires.
-    async fn session_caller(&self, headers: &HeaderMap) -> Result<Option<Caller>, StoreError> {
+    /// The caller of a live session of `tenant`; refreshes the login token shortly before it
+    /// expires.
+    async fn session_caller(
+        &self,
+        headers: &HeaderMap,
+        tenant: Option<&str>,
+    ) -> Result<Option<Caller>, StoreError> {
         let Some(id) = self.cookie.session_id(headers) else {
             return Ok(None);
         };
         let Some(mut session) = self.store.load(id).await? else {
             return Ok(None);
         };
+        if !session_serves(&session, tenant) {
+            tracing::info!(
+                tenant,
+                "a session of another tenant was presented; it is not used on this host"
+            );
+            return Ok(None);
+        }
         Ok(self.caller_of(&mut session).await.map(|caller| Caller {
             session: Some(session),
             ..caller
@@ -304,7 +338,10 @@ impl Auth {
 
     async fn refresh(&self, user: &UserSession) -> Option<UserSession> {
         let refresh_token = user.refresh_token.clone()?;
-        let provider = self.provider(user.provider)?;
+        let provider = self
+            .provider(user.provider)?
+            .for_tenant(user.tenant.as_deref())
+            .await?;
         let request = TokenRequest::new(Grant::RefreshToken { refresh_token });
         let token = match self.tokens.fetch_uncached(&provider.token, &request).await {
             Ok(token) => token,
@@ -319,6 +356,7 @@ impl Auth {
             token,
             claims,
             self.refresh_margin,
+            user.tenant.clone(),
         ))
     }
 
@@ -328,6 +366,7 @@ impl Auth {
         uri: &Uri,
         headers: &HeaderMap,
         idp: Option<&str>,
+        tenant: Option<&str>,
     ) -> Result<Caller, Response> {
         let endpoints = provider.endpoints().await.map_err(|err| {
             tracing::warn!(error = %err, "identity provider discovery failed");
@@ -345,6 +384,7 @@ impl Auth {
                 use_pkce: self.use_pkce,
                 identity_provider: idp,
                 provider: provider.kind,
+                tenant,
                 secure_cookie: self.cookie.secure.unwrap_or(https),
             })
             .await;
@@ -368,6 +408,11 @@ impl Auth {
             return Rejection::Unauthorized("Unauthorized: login expired or unknown")
                 .into_response();
         };
+        if pending.tenant.as_deref() != self.tenant_of(headers) {
+            tracing::info!("a login callback arrived on another tenant's host than its start");
+            return Rejection::Unauthorized("Unauthorized: login started for another tenant")
+                .into_response();
+        }
         if let Some(error) = query.get("error") {
             tracing::info!(error = %error, "identity provider refused the login");
             return match error.as_str() {
@@ -386,6 +431,9 @@ impl Auth {
         };
         let Some(provider) = self.provider(pending.provider) else {
             return Rejection::Unauthorized("Unauthorized").into_response();
+        };
+        let Some(provider) = provider.for_tenant(pending.tenant.as_deref()).await else {
+            return no_tenant();
         };
         let request = TokenRequest::new(Grant::AuthorizationCode {
             code: Secret::new(code.as_str()),
@@ -412,6 +460,7 @@ impl Auth {
             token,
             claims,
             self.refresh_margin,
+            pending.tenant,
         ));
         let id = session.id.clone();
         if let Err(err) = self.store.save(session).await {
@@ -495,8 +544,16 @@ impl Auth {
                 None,
             );
         }
+        let tenant = self.tenant_of(headers);
+        // Another tenant's session is not this host's to end.
         let session = match self.cookie.session_id(headers) {
-            Some(id) => self.store.load(id).await.ok().flatten(),
+            Some(id) => self
+                .store
+                .load(id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|s| session_serves(s, tenant)),
             None => None,
         };
         if expected == Method::POST
@@ -524,11 +581,17 @@ impl Auth {
             );
         };
         let _ = self.store.delete(&session.id).await;
-        let location = match session
-            .user
-            .as_ref()
-            .and_then(|u| self.provider(u.provider).map(|p| (u, p)))
-        {
+        let provider = match session.user.as_ref() {
+            Some(user) => match self.provider(user.provider) {
+                Some(provider) => provider
+                    .for_tenant(user.tenant.as_deref())
+                    .await
+                    .map(|p| (user, p)),
+                None => None,
+            },
+            None => None,
+        };
+        let location = match provider {
             Some((user, provider)) => match provider.endpoints().await {
                 Ok(endpoints) => match (provider.kind, &endpoints.end_session) {
                     (AuthServiceKind::Xsuaa, Some(end)) => {
@@ -567,6 +630,7 @@ fn user_session(
     token: crate::tokens::Token,
     claims: Value,
     margin: Duration,
+    tenant: Option<String>,
 ) -> UserSession {
     let now = now_unix();
     let expires_at = claims["exp"]
@@ -582,7 +646,22 @@ fn user_session(
         expires_at,
         refresh_at,
         provider,
+        tenant,
     }
+}
+
+/// Whether a session may serve a request of `tenant`: a logged-in user's session serves only the
+/// tenant it was logged in for (without `TENANT_HOST_PATTERN` both are `None`).
+fn session_serves(session: &Session, tenant: Option<&str>) -> bool {
+    session
+        .user
+        .as_ref()
+        .is_none_or(|user| user.tenant.as_deref() == tenant)
+}
+
+/// 400 for a host that names no tenant where logins are per tenant.
+fn no_tenant() -> Response {
+    Rejection::BadRequest("Bad Request: no tenant in the host").into_response()
 }
 
 /// Whether the client reached the platform over HTTPS (the platform router says so).

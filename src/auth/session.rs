@@ -2,7 +2,8 @@
 //! (in memory here; the trait lets a shared store replace it), and the session cookie.
 //!
 //! Session ids are 256 random bits. Sessions expire after the session timeout of inactivity:
-//! every request that uses a session touches it.
+//! every request that uses a session touches it. With `TENANT_HOST_PATTERN`, a session belongs
+//! to the tenant it was logged in for ([`UserSession::tenant`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,10 @@ pub struct UserSession {
     pub refresh_at: i64,
     /// The service that issued it.
     pub provider: crate::config::bindings::AuthServiceKind,
+    /// The tenant whose host the user logged in on (`TENANT_HOST_PATTERN`); the session serves
+    /// only that tenant's host.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// One session.

@@ -27,8 +27,12 @@
 //!   client certificate (default `envoy`): `envoy`, `cf`, `rfc9440`, `nginx`, `azion`,
 //!   `azure-appgw`, `traefik`.
 //!
+//! The `XSROUTER_CLIENT_*` trust settings (CA bundles to CRL options) also apply without HTTPS:
+//! certificates forwarded by trusted proxies are re-verified with them.
+//!
 //! Files are read and checked at start-up (every problem names its variable or JSON path) and
-//! re-read by the listener while it runs ([`crate::inbound::reload`]).
+//! re-read while the router runs, by the listener ([`crate::inbound::reload`]) and for forwarded
+//! certificates ([`crate::inbound::reverify::watch`]).
 
 use std::path::PathBuf;
 
@@ -167,8 +171,12 @@ pub struct InboundTls {
     pub server: Option<TlsSite>,
     /// The default site's client-certificate mode (`Off` without HTTPS).
     pub client_cert_mode: ClientCertMode,
-    /// Every certificate of the default site's CA bundles as read at start-up (for verifying
-    /// certificates forwarded by trusted proxies; the listener re-reads its own files).
+    /// The `XSROUTER_CLIENT_*` trust settings (CA bundles, pinned issuers, chain depth, CRLs and
+    /// revocation options), also without HTTPS: certificates forwarded by trusted proxies are
+    /// re-verified with them.
+    pub client_auth: ClientAuth,
+    /// Every certificate of the default site's CA bundles as read at start-up (read to report
+    /// unusable bundles; verification re-reads the files).
     pub client_cas: Vec<CertificateDer<'static>>,
     /// Sites chosen by SNI (`XSROUTER_TLS_HOSTS`).
     pub sni_sites: Vec<TlsSite>,
@@ -178,7 +186,7 @@ pub struct InboundTls {
 
 impl InboundTls {
     pub fn from_env(env: &Environment, problems: &mut Problems) -> Self {
-        let server = default_site(env, problems);
+        let (client_auth, server) = default_site(env, problems);
         let sni_sites = match env.non_empty(TLS_HOSTS) {
             Some(text) => sni_sites(env, text, problems),
             None => Vec::new(),
@@ -216,6 +224,7 @@ impl InboundTls {
         let tls = Self {
             server,
             client_cert_mode,
+            client_auth,
             client_cas,
             sni_sites,
             forward_profiles,
@@ -277,7 +286,8 @@ fn site_file_path(i: usize, role: FileRole) -> String {
     }
 }
 
-fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
+/// The `XSROUTER_CLIENT_*` settings, and the default site when HTTPS is configured.
+fn default_site(env: &Environment, problems: &mut Problems) -> (ClientAuth, Option<TlsSite>) {
     let mode = match env.non_empty(CLIENT_CERT_MODE) {
         None => ClientCertMode::Off,
         Some(value) => ClientCertMode::parse(value).unwrap_or_else(|| {
@@ -331,7 +341,7 @@ fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
         problems.push(&mode_origin, "$", reason);
     }
     let (cert, key) = (env.non_empty(TLS_CERT), env.non_empty(TLS_KEY));
-    match (cert, key) {
+    let site = match (cert, key) {
         (None, None) => {
             if mode != ClientCertMode::Off {
                 problems.push(
@@ -349,7 +359,7 @@ fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
             server_names: Vec::new(),
             cert_file: cert.into(),
             key_file: key.into(),
-            client_auth,
+            client_auth: client_auth.clone(),
         }),
         (Some(_), None) => {
             problems.push(
@@ -367,7 +377,8 @@ fn default_site(env: &Environment, problems: &mut Problems) -> Option<TlsSite> {
             );
             None
         }
-    }
+    };
+    (client_auth, site)
 }
 
 /// Inconsistencies between the mode and the other client-certificate settings.

@@ -9,9 +9,15 @@
 //! - `XSROUTER_FORWARDED_CLIENT_CERT`: the header format the proxies use — `envoy`, `cf`,
 //!   `xfcc` (either XFCC form), `rfc9440`, `nginx` (`ssl-client-escaped-cert`, or
 //!   `nginx:<header>`), `traefik`.
-//! - `XSROUTER_FORWARDED_CLIENT_CERT_VERIFY`: `reverify` (default: verify the forwarded
-//!   certificate again with the listener's trust policy — `XSROUTER_CLIENT_CA`, and
-//!   `XSROUTER_CLIENT_ISSUERS` / `XSROUTER_CLIENT_CRL` — or `trust-proxy`.
+//! - `XSROUTER_FORWARDED_CLIENT_CERT_VERIFY`: `reverify` (default): verify the forwarded
+//!   certificate again with the default site's trust settings — `XSROUTER_CLIENT_CA`,
+//!   `XSROUTER_CLIENT_ISSUERS`, `XSROUTER_CLIENT_CHAIN_DEPTH`, `XSROUTER_CLIENT_CRL` and its
+//!   options, with or without the HTTPS listener; the files are re-read while the router runs
+//!   ([`crate::inbound::reverify::watch`]) — or `trust-proxy`.
+//!
+//! Proxy identities are matched against the certificate the proxy presents in the listener's
+//! handshake (verified with the listener's reloaded trust files); they are values, not files, so
+//! nothing else is re-read.
 
 use http::HeaderName;
 
@@ -21,6 +27,7 @@ use super::problem::{Problems, index};
 use crate::inbound::forwarded::ForwardedFormat;
 use crate::inbound::headers_out::is_client_cert_header;
 use crate::inbound::reverify::ForwardedCertVerifier;
+use crate::inbound::trust::{FileRole, read_certificates};
 use crate::inbound::trusted_proxy::{
     ForwardedVerification, IpRange, ProxyIdentity, TrustedProxies,
 };
@@ -30,8 +37,6 @@ pub const TRUSTED_PROXY_CERTS: &str = "XSROUTER_TRUSTED_PROXY_CERTS";
 pub const FORWARDED_CLIENT_CERT: &str = "XSROUTER_FORWARDED_CLIENT_CERT";
 pub const FORWARDED_CLIENT_CERT_VERIFY: &str = "XSROUTER_FORWARDED_CLIENT_CERT_VERIFY";
 const CLIENT_CA: &str = "XSROUTER_CLIENT_CA";
-const CLIENT_ISSUERS: &str = "XSROUTER_CLIENT_ISSUERS";
-const CLIENT_CRL: &str = "XSROUTER_CLIENT_CRL";
 
 /// The trusted proxies, or `None` when none are configured (then every client-certificate
 /// header is stripped).
@@ -124,23 +129,32 @@ fn reverifier(
         );
         return None;
     }
-    // The listener's own policy when there is one; behind a plain-HTTP proxy the same files
-    // with the default revocation options.
-    let auth = match &inbound.server {
-        Some(site) => site.client_auth.clone(),
-        None => ClientAuth {
-            ca_files: env.path_list(CLIENT_CA),
-            allowed_issuer_files: env.path_list(CLIENT_ISSUERS),
-            crl_files: env.path_list(CLIENT_CRL),
-            ..ClientAuth::default()
-        },
+    // The default site's trust settings, with or without the HTTPS listener.
+    let auth = ClientAuth {
+        mode: ClientCertMode::Off,
+        permissive: false,
+        ..inbound.client_auth.clone()
     };
     match ForwardedCertVerifier::new(&auth) {
         Ok(verifier) => Some(ForwardedVerification::Reverify(verifier)),
         Err(err) => {
-            // With the HTTPS listener the same files are reported where it reads them.
-            if inbound.server.is_none() {
-                problems.push(&env.origin(CLIENT_CA), "$", err.to_string());
+            // A listener asking for client certificates reports the same files where it reads
+            // them; otherwise the inbound TLS settings report CA bundles that are unreadable or
+            // not PEM, and everything else is reported here.
+            let variable = match err.role {
+                _ if inbound.client_cert_mode != ClientCertMode::Off => None,
+                FileRole::ClientCa(_) if read_certificates(err.role, &err.file).is_err() => None,
+                FileRole::ClientCa(_) => Some(CLIENT_CA),
+                FileRole::AllowedIssuer(_) => Some("XSROUTER_CLIENT_ISSUERS"),
+                FileRole::Crl(_) => Some("XSROUTER_CLIENT_CRL"),
+                FileRole::ServerCertificate | FileRole::ServerKey => None,
+            };
+            if let Some(variable) = variable {
+                problems.push(
+                    &format!("{} ({})", env.origin(variable), err.file.display()),
+                    "$",
+                    err.reason,
+                );
             }
             None
         }
@@ -368,6 +382,54 @@ mod tests {
             "env XSROUTER_FORWARDED_CLIENT_CERT_VERIFY: $: `sometimes` is not a choice",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    /// The re-verification policy's files are reported even when the HTTPS listener asks for
+    /// no client certificates (it does not read them then), once each.
+    #[test]
+    fn unusable_reverification_files_are_reported_without_client_certificate_mode() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("dir");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca =
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
+        let (ca_file, crl_file) = (dir.path().join("ca.pem"), dir.path().join("broken.crl"));
+        std::fs::write(&ca_file, ca.pem()).expect("write");
+        std::fs::write(&crl_file, "no CRL here").expect("write");
+        let (ca_file, crl_file) = (
+            ca_file.display().to_string(),
+            crl_file.display().to_string(),
+        );
+        for tls in [false, true] {
+            let mut pairs = vec![
+                (TRUSTED_PROXIES, "127.0.0.1"),
+                (FORWARDED_CLIENT_CERT, "cf"),
+                ("XSROUTER_CLIENT_CA", ca_file.as_str()),
+                ("XSROUTER_CLIENT_CRL", crl_file.as_str()),
+            ];
+            if tls {
+                pairs.push(("XSROUTER_TLS_CERT", "/nonexistent/server.pem"));
+                pairs.push(("XSROUTER_TLS_KEY", "/nonexistent/server.key"));
+            }
+            let env = Environment::from_pairs(pairs);
+            let mut problems = Problems::default();
+            let inbound = InboundTls::from_env(&env, &mut problems);
+            assert!(from_env(&env, &inbound, &mut problems).is_none());
+            let text: Vec<String> = problems
+                .into_error()
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let crl: Vec<&String> = text.iter().filter(|p| p.contains("broken.crl")).collect();
+            assert_eq!(crl.len(), 1, "{text:?}");
+            assert!(
+                crl[0].starts_with("env XSROUTER_CLIENT_CRL (")
+                    && crl[0].contains("broken.crl): $: not a valid CRL"),
+                "{text:?}"
+            );
         }
     }
 

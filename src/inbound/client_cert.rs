@@ -132,6 +132,47 @@ impl ClientCertificate {
         )
     }
 
+    /// A presented certificate chain that does not parse (kept by a permissive listener, which
+    /// marks it FAILED; never treat it as verified). When the leaf parses on its own its values
+    /// are there; otherwise only the DER and the fingerprints are: names and SANs are empty,
+    /// the serial is 0 and both validity times are the epoch.
+    pub fn unparsed<C: AsRef<[u8]>>(certs: &[C]) -> Self {
+        let (leaf, chain_der): (Vec<u8>, Vec<Vec<u8>>) = match certs.split_first() {
+            Some((leaf, rest)) => (
+                leaf.as_ref().to_vec(),
+                rest.iter().map(|c| c.as_ref().to_vec()).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        if let Ok(parsed) = Self::from_der(leaf.clone(), Vec::new()) {
+            return Self {
+                chain_der,
+                ..parsed
+            };
+        }
+        Self {
+            sha256: digest_array(&ring::digest::SHA256, &leaf),
+            sha1: digest_array(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &leaf),
+            subject: String::new(),
+            issuer: String::new(),
+            subject_legacy: String::new(),
+            issuer_legacy: String::new(),
+            subject_cn: None,
+            subject_parts: Vec::new(),
+            issuer_parts: Vec::new(),
+            serial: vec![0],
+            serial_negative: false,
+            not_before: 0,
+            not_after: 0,
+            uris: Vec::new(),
+            dns_names: Vec::new(),
+            emails: Vec::new(),
+            ip_addresses: Vec::new(),
+            leaf_der: leaf,
+            chain_der,
+        }
+    }
+
     /// The leaf's DER encoding.
     pub fn leaf_der(&self) -> &[u8] {
         &self.leaf_der
@@ -720,6 +761,36 @@ mod tests {
         assert_eq!(
             ClientCertificate::from_chain::<Vec<u8>>(&[]),
             Err(CertificateError::Empty)
+        );
+    }
+
+    #[test]
+    fn an_unparsed_chain_keeps_what_can_be_read() {
+        let c = cert(DistinguishedName::new(), vec![], vec![1]);
+        let junk = b"not a certificate".to_vec();
+        // The leaf parses alone: its values, and the chain as sent.
+        let kept = ClientCertificate::unparsed(&[c.leaf_der().to_vec(), junk.clone()]);
+        assert_eq!(kept.sha256(), c.sha256());
+        assert_eq!(kept.serial(), c.serial());
+        assert_eq!(kept.chain_der(), std::slice::from_ref(&junk));
+        // Nothing parses: only the bytes and their fingerprints.
+        let bare = ClientCertificate::unparsed(std::slice::from_ref(&junk));
+        assert_eq!(bare.leaf_der(), junk.as_slice());
+        assert_eq!(
+            bare.sha256_hex(),
+            ring::digest::digest(&ring::digest::SHA256, &junk)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        assert_eq!((bare.subject(), bare.issuer()), ("", ""));
+        assert!(bare.subject_attributes().is_empty() && bare.uris().is_empty());
+        assert_eq!((bare.not_before(), bare.not_after()), (0, 0));
+        assert!(
+            ClientCertificate::unparsed::<Vec<u8>>(&[])
+                .leaf_der()
+                .is_empty()
         );
     }
 

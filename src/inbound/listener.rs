@@ -33,7 +33,8 @@ use super::{ClientCertificate, Verification};
 use crate::pipeline::AppState;
 use crate::server::Stopped;
 
-/// How long a client may take to complete the TLS handshake.
+/// The longest a client may take to complete the TLS handshake (less when
+/// `XSROUTER_HEADER_READ_TIMEOUT` is shorter: a stalled handshake is a slow head too).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request extension: the request arrived over the router's own TLS listener. Built once per
@@ -118,8 +119,11 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<Stopped> {
     // The head limits and the header read timeout, as on the plain listener.
+    let limits = state.runtime().settings.limits;
     let serving = Serving {
-        builder: crate::limits::connection_builder(&state.runtime().settings.limits),
+        builder: crate::limits::connection_builder(&limits),
+        handshake_timeout: HANDSHAKE_TIMEOUT.min(limits.header_read_timeout),
+        header_read_timeout: limits.header_read_timeout,
         idle_timeout: state.runtime().settings.incoming_connection_timeout,
         counters,
         state,
@@ -179,6 +183,11 @@ struct Serving {
     state: AppState,
     builder: Builder<TokioExecutor>,
     counters: Arc<VerificationCounters>,
+    /// [`HANDSHAKE_TIMEOUT`], or `XSROUTER_HEADER_READ_TIMEOUT` when shorter.
+    handshake_timeout: Duration,
+    /// `XSROUTER_HEADER_READ_TIMEOUT`: for the first request head, counted from the end of
+    /// the handshake.
+    header_read_timeout: Duration,
     /// `INCOMING_CONNECTION_TIMEOUT`.
     idle_timeout: Option<Duration>,
 }
@@ -195,10 +204,12 @@ async fn connection(
         state,
         builder,
         counters,
+        handshake_timeout,
+        header_read_timeout,
         idle_timeout,
     } = serving;
     let (stream, server_name, host) =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&sites, stream)).await {
+        match tokio::time::timeout(handshake_timeout, handshake(&sites, stream)).await {
             Ok(Ok(done)) => done,
             Ok(Err(err)) => {
                 tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -216,18 +227,24 @@ async fn connection(
             }
             (None, None)
         }
-        Some(chain) => {
-            let certificate = match ClientCertificate::from_chain(chain) {
-                Ok(certificate) => Arc::new(certificate),
-                Err(err) => {
-                    // Never pass on a certificate we cannot represent, and never treat the
-                    // connection as anonymous either.
-                    tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
-                    return;
-                }
-            };
-            (Some(certificate), Some(verification_of(host, chain)))
-        }
+        Some(chain) => match ClientCertificate::from_chain(chain) {
+            Ok(certificate) => (
+                Some(Arc::new(certificate)),
+                Some(verification_of(host, chain)),
+            ),
+            // Permissive: a FAILED certificate like any other failure (never passed on).
+            Err(err) if host.permissive => {
+                tracing::info!(%peer, error = %err, "client certificate cannot be parsed; accepted as FAILED (permissive)");
+                let (certificate, verification) = super::verifier::unparsable_certificate(chain);
+                (Some(Arc::new(certificate)), Some(verification))
+            }
+            Err(err) => {
+                // Never pass on a certificate we cannot represent, and never treat the
+                // connection as anonymous either.
+                tracing::warn!(%peer, error = %err, "client certificate cannot be parsed; closing the connection");
+                return;
+            }
+        },
     };
     let connection = TlsConnection {
         client_certificate,
@@ -238,7 +255,16 @@ async fn connection(
     };
     drop(sites);
     let service = crate::server::ConnectionService::new(state, peer).with_tls(connection);
-    crate::server::serve_connection(stream, peer, service, &builder, watcher, idle_timeout).await;
+    crate::server::serve_connection(
+        stream,
+        peer,
+        service,
+        &builder,
+        watcher,
+        header_read_timeout,
+        idle_timeout,
+    )
+    .await;
 }
 
 /// 421 Misdirected Request for a request whose host does not belong on this connection

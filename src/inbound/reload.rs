@@ -4,6 +4,8 @@
 //! files on the credentials poll interval and on SIGHUP. Only files whose size or modification
 //! time changed trigger a rebuild (so TLS session resumption survives quiet polls); a new set
 //! that does not build is logged (file and reason, never contents) and the old one stays.
+//! Certificates forwarded by trusted proxies are re-verified against trust files reloaded the
+//! same way, on the same schedule ([`super::reverify::watch`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use super::server_config::{SiteError, TlsSites};
 use super::verify_result::VerificationCounters;
-use crate::config::inbound_tls::{InboundTls, TlsSite};
+use crate::config::inbound_tls::{ClientAuth, InboundTls, TlsSite};
 use crate::reload_schedule::ReloadSchedule;
 
 /// What a reload did.
@@ -27,8 +29,8 @@ pub enum Reloaded {
     Rejected,
 }
 
-/// Size and modification time of every file, in configuration order.
-type Fingerprint = Vec<Option<(u64, SystemTime)>>;
+/// Size and modification time of every file, in configuration order (`None`: unreadable).
+pub(crate) type Fingerprint = Vec<Option<(u64, SystemTime)>>;
 
 /// The listener's current TLS sites.
 #[derive(Debug)]
@@ -117,25 +119,38 @@ fn log_server_certificates(sites: &TlsSites) {
 }
 
 fn site_files(site: &TlsSite) -> impl Iterator<Item = &PathBuf> {
-    let auth = &site.client_auth;
     [&site.cert_file, &site.key_file]
         .into_iter()
-        .chain(&auth.ca_files)
+        .chain(client_auth_files(&site.client_auth))
+}
+
+/// The trust files of a client-certificate policy: CA bundles, pinned issuers, CRLs.
+pub(crate) fn client_auth_files(auth: &ClientAuth) -> impl Iterator<Item = &PathBuf> {
+    auth.ca_files
+        .iter()
         .chain(&auth.allowed_issuer_files)
         .chain(&auth.crl_files)
 }
 
-fn fingerprint(settings: &InboundTls) -> Fingerprint {
-    settings
-        .server
-        .iter()
-        .chain(&settings.sni_sites)
-        .flat_map(site_files)
+/// Size and modification time of each of `files`, in order.
+pub(crate) fn files_fingerprint<'a>(files: impl IntoIterator<Item = &'a PathBuf>) -> Fingerprint {
+    files
+        .into_iter()
         .map(|file| {
             let meta = std::fs::metadata(file).ok()?;
             Some((meta.len(), meta.modified().ok()?))
         })
         .collect()
+}
+
+fn fingerprint(settings: &InboundTls) -> Fingerprint {
+    files_fingerprint(
+        settings
+            .server
+            .iter()
+            .chain(&settings.sni_sites)
+            .flat_map(site_files),
+    )
 }
 
 /// Reloads every `interval` and on SIGHUP, until the task is dropped or aborted.

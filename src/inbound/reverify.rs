@@ -1,43 +1,70 @@
-//! Re-verification of a certificate a trusted proxy forwarded: the same [`TrustPolicy`] the TLS
+//! Re-verification of a certificate a trusted proxy forwarded: the same trust settings the TLS
 //! listener applies in the handshake (CA bundles with their intermediates, pinned issuers, chain
-//! depth, CRLs), with the intermediates the proxy forwarded, for client-auth usage.
+//! depth, CRLs and their revocation options), with the intermediates the proxy forwarded, for
+//! client-auth usage.
 //!
 //! Proxies such as Envoy without `trusted_ca`, nginx `optional_no_ca` or Azure Application
 //! Gateway in passthrough pass certificates they never verified; re-verifying is the default.
 //!
+//! The trust files are re-read without a restart, like the listener's ([`super::reload`]):
+//! [`watch`] checks them on the reload interval and on SIGHUP — also when the router serves
+//! plain HTTP behind its proxy — and only files whose size or modification time changed trigger
+//! a rebuild. A new set that does not load is logged (file and reason, never contents) and the
+//! previous policy stays in use.
+//!
 //! A proxy forwards the same few certificates over and over, so results are kept for a minute
-//! (bounded; a success never beyond the certificate's `notAfter`): path building and signature
-//! checks run once per certificate and minute, not once per request.
+//! (bounded; a success never beyond the certificate's `notAfter`, and never past a reload of the
+//! trust files): path building and signature checks run once per certificate and minute, not
+//! once per request.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use moka::future::Cache;
 use rustls::pki_types::{CertificateDer, UnixTime};
 
 use super::client_cert::ClientCertificate;
 use super::headers_out::Verification;
+use super::reload::{Fingerprint, Reloaded, client_auth_files, files_fingerprint};
 use super::trust::{MaterialError, TrustPolicy};
 use crate::config::inbound_tls::ClientAuth;
+use crate::reload_schedule::ReloadSchedule;
 
 /// How many recent results are kept, and for how long at most.
 const RECENT_CAPACITY: u64 = 10_000;
 const RECENT_SECONDS: u64 = 60;
 
-/// A recent result and the Unix second until which it may be used.
+/// A recent result, the Unix second until which it may be used, and the load of the trust files
+/// it was computed with.
 #[derive(Clone)]
 struct Recent {
     verification: Verification,
     until: u64,
+    generation: u64,
 }
 
-/// Verifies forwarded client certificates against a trust policy loaded at start-up.
-#[derive(Clone)]
-pub struct ForwardedCertVerifier {
-    policy: Arc<TrustPolicy>,
+/// A trust policy and which load of the files it is (counting from 0 at start-up).
+struct Loaded {
+    policy: TrustPolicy,
+    generation: u64,
+}
+
+/// What every clone of a [`ForwardedCertVerifier`] shares.
+struct Shared {
+    current: ArcSwap<Loaded>,
+    settings: ClientAuth,
+    /// The fingerprint of the files last tried (loaded or rejected); held while reloading.
+    seen: Mutex<Fingerprint>,
     /// Keyed by SHA-256 over the leaf and the forwarded chain.
     recent: Cache<[u8; 32], Recent>,
+}
+
+/// Verifies forwarded client certificates against the current trust policy.
+#[derive(Clone)]
+pub struct ForwardedCertVerifier {
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for ForwardedCertVerifier {
@@ -47,15 +74,57 @@ impl fmt::Debug for ForwardedCertVerifier {
 }
 
 impl ForwardedCertVerifier {
-    /// Reads the CA bundles, pinned issuers and CRLs of `auth`.
+    /// Reads the CA bundles, pinned issuers and CRLs of `auth` (and keeps `auth` for reloads).
     pub fn new(auth: &ClientAuth) -> Result<Self, MaterialError> {
+        // Taken before reading, so a change while loading is seen by the first reload.
+        let seen = files_fingerprint(client_auth_files(auth));
+        let policy = TrustPolicy::load(auth)?;
         Ok(Self {
-            policy: Arc::new(TrustPolicy::load(auth)?),
-            recent: Cache::builder()
-                .max_capacity(RECENT_CAPACITY)
-                .time_to_live(Duration::from_secs(RECENT_SECONDS))
-                .build(),
+            shared: Arc::new(Shared {
+                current: ArcSwap::from_pointee(Loaded {
+                    policy,
+                    generation: 0,
+                }),
+                settings: auth.clone(),
+                seen: Mutex::new(seen),
+                recent: Cache::builder()
+                    .max_capacity(RECENT_CAPACITY)
+                    .time_to_live(Duration::from_secs(RECENT_SECONDS))
+                    .build(),
+            }),
         })
+    }
+
+    /// Re-reads the trust files if any changed, and uses the new policy from now on if it
+    /// loads (recent results are dropped then). Blocking file I/O: call it off the async
+    /// threads.
+    pub fn reload(&self) -> Reloaded {
+        let shared = &self.shared;
+        let now = files_fingerprint(client_auth_files(&shared.settings));
+        let Ok(mut seen) = shared.seen.lock() else {
+            return Reloaded::Unchanged;
+        };
+        if *seen == now {
+            return Reloaded::Unchanged;
+        }
+        *seen = now;
+        match TrustPolicy::load(&shared.settings) {
+            Ok(policy) => {
+                let generation = shared.current.load().generation.wrapping_add(1);
+                shared
+                    .current
+                    .store(Arc::new(Loaded { policy, generation }));
+                shared.recent.invalidate_all();
+                tracing::info!(
+                    "client CA bundles, pinned issuers or CRLs changed: forwarded client certificates are verified against the new ones"
+                );
+                Reloaded::Replaced
+            }
+            Err(error) => {
+                tracing::warn!(file = %error.file.display(), reason = %error.reason, "client CA bundles, pinned issuers or CRLs for forwarded client certificates rejected; keeping the current ones");
+                Reloaded::Rejected
+            }
+        }
     }
 
     /// Verifies `certificate` (leaf plus the intermediates forwarded with it) now, or takes a
@@ -67,24 +136,28 @@ impl ForwardedCertVerifier {
     async fn verify_recent(&self, certificate: &ClientCertificate, now: UnixTime) -> Verification {
         let key = recent_key(certificate);
         let seconds = now.as_secs();
-        if let Some(recent) = self.recent.get(&key).await
+        let loaded = self.shared.current.load_full();
+        if let Some(recent) = self.shared.recent.get(&key).await
             && seconds < recent.until
+            && recent.generation == loaded.generation
         {
             return recent.verification;
         }
-        let verification = self.verify_at(certificate, now);
+        let verification = verify_with(&loaded.policy, certificate, now);
         let mut until = seconds.saturating_add(RECENT_SECONDS);
         if verification == Verification::Success {
             // One second past notAfter it must fail; `until` is exclusive.
             let not_after = u64::try_from(certificate.not_after()).unwrap_or(0);
             until = until.min(not_after.saturating_add(1));
         }
-        self.recent
+        self.shared
+            .recent
             .insert(
                 key,
                 Recent {
                     verification: verification.clone(),
                     until,
+                    generation: loaded.generation,
                 },
             )
             .await;
@@ -93,16 +166,43 @@ impl ForwardedCertVerifier {
 
     /// `FAILED:<reason>` uses the words nginx/OpenSSL use, as the listener's permissive mode.
     pub fn verify_at(&self, certificate: &ClientCertificate, now: UnixTime) -> Verification {
-        let leaf = CertificateDer::from(certificate.leaf_der());
-        let intermediates: Vec<CertificateDer<'_>> = certificate
-            .chain_der()
-            .iter()
-            .map(|der| CertificateDer::from(der.as_slice()))
-            .collect();
-        match self.policy.verify(&leaf, &intermediates, now) {
-            Ok(()) => Verification::Success,
-            Err(failure) => Verification::Failed(failure.reason().to_owned()),
-        }
+        verify_with(&self.shared.current.load().policy, certificate, now)
+    }
+}
+
+fn verify_with(
+    policy: &TrustPolicy,
+    certificate: &ClientCertificate,
+    now: UnixTime,
+) -> Verification {
+    let leaf = CertificateDer::from(certificate.leaf_der());
+    let intermediates: Vec<CertificateDer<'_>> = certificate
+        .chain_der()
+        .iter()
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    match policy.verify(&leaf, &intermediates, now) {
+        Ok(()) => Verification::Success,
+        Err(failure) => Verification::Failed(failure.reason().to_owned()),
+    }
+}
+
+/// Re-reads `verifier`'s trust files every `interval` and on SIGHUP, until every other clone of
+/// it is gone (or the task is aborted).
+pub async fn watch(verifier: ForwardedCertVerifier, interval: Duration) {
+    let shared = Arc::downgrade(&verifier.shared);
+    drop(verifier);
+    let mut schedule = ReloadSchedule::start(interval).await;
+    loop {
+        schedule
+            .next("the client CA bundles and CRLs for forwarded certificates")
+            .await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let verifier = ForwardedCertVerifier { shared };
+        // File reads and PEM parsing stay off the request-serving threads.
+        let _ = tokio::task::spawn_blocking(move || verifier.reload()).await;
     }
 }
 
@@ -153,6 +253,48 @@ mod tests {
             ..ClientAuth::default()
         };
         (ForwardedCertVerifier::new(&auth).expect("verifier"), dir)
+    }
+
+    #[tokio::test]
+    async fn a_reloaded_bundle_replaces_recent_results_and_a_broken_one_is_refused() {
+        let (first, second) = (new_ca(), new_ca());
+        let (verifier, dir) = verifier(&first);
+        let file = dir.path().join("ca.pem");
+        let (ours, theirs) = (client_leaf(&first), client_leaf(&second));
+        let not_after = u64::try_from(ours.not_after()).expect("after 1970");
+        let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let when = at(not_after - 100);
+        assert_eq!(verifier.reload(), Reloaded::Unchanged);
+        assert_eq!(
+            verifier.verify_recent(&ours, when).await,
+            Verification::Success
+        );
+        assert!(matches!(
+            verifier.verify_recent(&theirs, when).await,
+            Verification::Failed(_)
+        ));
+
+        // Another size, so the change is seen even within the file system's time granularity.
+        std::fs::write(&file, format!("{}\n", second.pem())).expect("write");
+        assert_eq!(verifier.reload(), Reloaded::Replaced);
+        assert_eq!(verifier.reload(), Reloaded::Unchanged);
+        // Within the minute the old results would still be kept; the reload dropped them.
+        assert!(matches!(
+            verifier.verify_recent(&ours, at(not_after - 99)).await,
+            Verification::Failed(_)
+        ));
+        assert_eq!(
+            verifier.verify_recent(&theirs, at(not_after - 99)).await,
+            Verification::Success
+        );
+
+        // A file that does not load: refused, the previous policy stays.
+        std::fs::write(&file, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write");
+        assert_eq!(verifier.reload(), Reloaded::Rejected);
+        assert_eq!(
+            verifier.verify_recent(&theirs, at(not_after - 98)).await,
+            Verification::Success
+        );
     }
 
     #[tokio::test]

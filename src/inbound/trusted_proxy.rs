@@ -187,6 +187,15 @@ impl TrustedProxies {
         out
     }
 
+    /// The verifier of forwarded certificates, unless the proxy's verification is trusted; run
+    /// [`super::reverify::watch`] on it to pick up changed trust files.
+    pub fn reverifier(&self) -> Option<&ForwardedCertVerifier> {
+        match &self.verification {
+            ForwardedVerification::Reverify(verifier) => Some(verifier),
+            ForwardedVerification::TrustProxy => None,
+        }
+    }
+
     /// Whether the direct peer is a trusted proxy: `peer` is its address, `certificate` the
     /// certificate it presented and the handshake verified.
     pub fn trusts(&self, peer: IpAddr, certificate: Option<&ClientCertificate>) -> bool {

@@ -3,6 +3,11 @@
 //! accepts a certificate that fails (the listener re-runs the policy afterwards to learn why,
 //! so no state is shared between handshake and connection). The handshake signature is always
 //! checked: a client must own the key of whatever certificate it presents.
+//!
+//! A chain the handshake accepted can still be one the router cannot parse (an extra
+//! certificate that is not X.509, an extension the parser refuses). A permissive listener keeps
+//! it as `FAILED:unable to decode certificate` ([`unparsable_certificate`]), like any other
+//! failure; otherwise the connection is closed.
 
 use std::sync::Arc;
 
@@ -12,8 +17,10 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use super::client_cert::ClientCertificate;
+use super::headers_out::Verification;
 use super::trust::TrustPolicy;
-use super::verify_result::VerificationCounters;
+use super::verify_result::{VerificationCounters, VerifyFailure};
 
 /// A client-certificate verifier for one host configuration.
 #[derive(Debug)]
@@ -100,4 +107,13 @@ impl ClientCertVerifier for ClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// The certificate of a permissive connection whose chain does not parse, and its result:
+/// `FAILED:unable to decode certificate` (whatever path building made of it).
+pub fn unparsable_certificate(chain: &[CertificateDer<'_>]) -> (ClientCertificate, Verification) {
+    (
+        ClientCertificate::unparsed(chain),
+        Verification::Failed(VerifyFailure::BadEncoding.reason().to_owned()),
+    )
 }

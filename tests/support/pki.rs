@@ -221,10 +221,16 @@ impl Pki {
     /// A rustls server configuration with a certificate from this PKI, requiring client
     /// certificates issued under `clients`, offering HTTP/2 and HTTP/1.1.
     pub fn mtls_server_config(&self, clients: &Pki) -> rustls::ServerConfig {
+        self.mtls_server_config_for(clients, &["localhost", "127.0.0.1"])
+    }
+
+    /// As [`Self::mtls_server_config`], with a server certificate for `names` (the first is the
+    /// CN).
+    pub fn mtls_server_config_for(&self, clients: &Pki, names: &[&str]) -> rustls::ServerConfig {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         xsrouter::install_crypto_provider();
-        let (chain_pem, key_pem) = self.server();
+        let (chain_pem, key_pem) = self.server_for(names);
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(chain_pem.as_bytes())
                 .collect::<Result<_, _>>()

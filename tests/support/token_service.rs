@@ -13,6 +13,15 @@
 //! configurable user at once (no login page) and redirect to the client's `redirect_uri` with a
 //! single-use code; `GET /logout.do` (XSUAA) and `GET /oauth2/logout` (IAS, OpenID Connect
 //! RP-initiated logout) record the call and redirect back.
+//!
+//! Identity zones (tenants), as XSUAA serves a subscriber at `<subdomain>.<uaadomain>`: a request
+//! whose `Host` is `<subdomain>.localhost[:port]` reaches the zone of that subdomain; any other
+//! host (`127.0.0.1`, `localhost`) the default zone. A zone's tokens carry its issuer
+//! (`http://<subdomain>.localhost:<plain port>/oauth/token`, also for tokens issued over the mTLS
+//! listener), its `zid` and its subdomain as `ext_attr.zdn`; codes and refresh tokens are redeemed
+//! only in the zone that issued them, and a jwt-bearer assertion must come from the same zone.
+//! Every call of the browser-facing endpoints and the key and discovery documents is recorded with
+//! the host it named ([`TokenService::visits`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -57,7 +66,7 @@ pub struct TokenRequest {
     pub via_mtls: bool,
     /// The CN of the client certificate the connection presented.
     pub client_cert_cn: Option<String>,
-    /// The `Host` header (tells tenants' subdomains apart).
+    /// The `Host` header, or the authority over HTTP/2 (tells tenants' subdomains apart).
     pub host: Option<String>,
     /// The status answered; 0 while (or if never) answered.
     pub status: u16,
@@ -82,9 +91,75 @@ struct Client {
     cert_cn: Option<String>,
 }
 
+/// An identity zone: a tenant's subdomain of the service, or the default zone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Zone {
+    /// `None`: the default zone (`127.0.0.1`, `localhost`).
+    pub subdomain: Option<String>,
+}
+
+impl Zone {
+    /// The zone a request's `Host` names: `<subdomain>.localhost[:port]` → that subdomain (its
+    /// first label), anything else the default zone.
+    pub fn of_host(host: Option<&str>) -> Self {
+        let name = host
+            .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let subdomain = name
+            .strip_suffix(".localhost")
+            .and_then(|rest| rest.split('.').next())
+            .filter(|label| !label.is_empty())
+            .map(str::to_owned);
+        Self { subdomain }
+    }
+
+    /// A zone by subdomain.
+    pub fn named(subdomain: &str) -> Self {
+        Self {
+            subdomain: Some(subdomain.to_owned()),
+        }
+    }
+
+    /// The zone id (`zid`): [`ZONE_ID`] for the default zone, else derived from the subdomain.
+    pub fn zid(&self) -> String {
+        match &self.subdomain {
+            None => ZONE_ID.to_owned(),
+            Some(sub) => {
+                let digest = ring::digest::digest(&ring::digest::SHA256, sub.as_bytes());
+                let h = hex(&digest.as_ref()[..16]);
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
+            }
+        }
+    }
+
+    /// The zone's subdomain as tokens name it (`ext_attr.zdn`; `test` for the default zone).
+    pub fn zdn(&self) -> &str {
+        self.subdomain.as_deref().unwrap_or("test")
+    }
+}
+
+/// A call of an authorize, logout, key or discovery endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    pub path: String,
+    /// The `Host` header.
+    pub host: Option<String>,
+    /// The query parameters (for a repeated one, the last value).
+    pub query: BTreeMap<String, String>,
+}
+
 /// What a refresh token stands for.
 #[derive(Debug, Clone)]
 struct RefreshGrant {
+    zone: Zone,
     client_id: String,
     user: serde_json::Map<String, Value>,
     scopes: Vec<String>,
@@ -94,6 +169,7 @@ struct RefreshGrant {
 /// What an authorization code stands for.
 #[derive(Debug, Clone)]
 struct AuthCode {
+    zone: Zone,
     client_id: String,
     /// As the authorize request sent it; the token request must send the identical string.
     redirect_uri: String,
@@ -115,6 +191,7 @@ struct State {
     login_denied: bool,
     authorize_requests: Vec<BTreeMap<String, String>>,
     logout_requests: Vec<BTreeMap<String, String>>,
+    visits: Vec<Visit>,
     requests: Vec<TokenRequest>,
     expires_in: u64,
     delay: Duration,
@@ -223,6 +300,8 @@ fn now() -> u64 {
 
 struct Inner {
     url: String,
+    /// The plain listener's port (zone issuers name it).
+    port: u16,
     cert_url: String,
     state: Mutex<State>,
     token_requests: AtomicUsize,
@@ -254,10 +333,22 @@ impl TokenService {
     /// server certificate from `server_pki.server()`) requires a client certificate issued under
     /// `client_pki`.
     pub async fn start(server_pki: &Pki, client_pki: &Pki) -> Self {
+        Self::start_for_zones(server_pki, client_pki, &[]).await
+    }
+
+    /// As [`Self::start`], with the mTLS listener's server certificate also valid for
+    /// `<subdomain>.localhost` for each of `subdomains` (the zones' `certurl` hosts).
+    pub async fn start_for_zones(server_pki: &Pki, client_pki: &Pki, subdomains: &[&str]) -> Self {
         xsrouter::install_crypto_provider();
         // Generate the key now rather than inside the first request.
         let _ = signing_key();
-        let config = server_pki.mtls_server_config(client_pki);
+        let zone_hosts: Vec<String> = subdomains
+            .iter()
+            .map(|s| format!("{s}.localhost"))
+            .collect();
+        let mut names = vec!["localhost", "127.0.0.1"];
+        names.extend(zone_hosts.iter().map(String::as_str));
+        let config = server_pki.mtls_server_config_for(client_pki, &names);
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
         let plain = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -268,6 +359,7 @@ impl TokenService {
         let cert_url = format!("https://127.0.0.1:{}", cert_addr.port());
         let inner = Arc::new(Inner {
             url: url.clone(),
+            port: addr.port(),
             cert_url: cert_url.clone(),
             state: Mutex::new(State {
                 clients: HashMap::new(),
@@ -279,6 +371,7 @@ impl TokenService {
                 login_denied: false,
                 authorize_requests: Vec::new(),
                 logout_requests: Vec::new(),
+                visits: Vec::new(),
                 requests: Vec::new(),
                 expires_in: 3600,
                 delay: Duration::ZERO,
@@ -433,6 +526,7 @@ impl TokenService {
         let user_claims = user_claims(user);
         self.inner
             .sign_token(
+                &Zone::default(),
                 client_id,
                 "authorization_code",
                 &scopes,
@@ -469,6 +563,7 @@ impl TokenService {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         let user_claims = user_claims(user);
         let mut claims = self.inner.token_claims(
+            &Zone::default(),
             client_id,
             "authorization_code",
             &scopes,
@@ -482,7 +577,7 @@ impl TokenService {
         if let Some(issuer) = issuer_override {
             claims["iss"] = json!(issuer);
         }
-        self.inner.sign(&claims)
+        self.inner.sign(&Zone::default(), &claims)
     }
 
     /// A well-formed RS256 JWT of `claims` whose header names the service key's `kid`, but
@@ -525,6 +620,46 @@ impl TokenService {
     /// The query parameters of every request to a logout endpoint so far, in arrival order.
     pub fn logout_requests(&self) -> Vec<BTreeMap<String, String>> {
         self.state().logout_requests.clone()
+    }
+
+    /// Every call of the authorize, logout, `/token_keys` and discovery endpoints so far, with
+    /// the host it named, in arrival order.
+    pub fn visits(&self) -> Vec<Visit> {
+        self.state().visits.clone()
+    }
+
+    /// `http://<subdomain>.localhost:<port>`: the zone's URL on the plain listener (its `url`).
+    pub fn zone_url(&self, subdomain: &str) -> String {
+        format!("http://{subdomain}.localhost:{}", self.addr.port())
+    }
+
+    /// `https://<subdomain>.localhost:<port>`: the zone's URL on the mTLS listener (its `certurl`).
+    pub fn zone_cert_url(&self, subdomain: &str) -> String {
+        format!("https://{subdomain}.localhost:{}", self.cert_addr.port())
+    }
+
+    /// Like [`Self::issue_user_token`], issued in the zone of `subdomain`.
+    pub fn issue_zone_user_token(
+        &self,
+        subdomain: &str,
+        user: &str,
+        client_id: &str,
+        scopes: &[&str],
+        expires_in: u64,
+    ) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        let user_claims = user_claims(user);
+        self.inner
+            .sign_token(
+                &Zone::named(subdomain),
+                client_id,
+                "authorization_code",
+                &scopes,
+                &[],
+                Some(&user_claims),
+                expires_in,
+            )
+            .0
     }
 
     /// `<url>/oauth/authorize` (the XSUAA authorization endpoint).
@@ -614,6 +749,15 @@ fn found(location: &str) -> Response {
         http::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+/// The host a request named: its `Host` header (HTTP/1.1), else its URI's authority (HTTP/2).
+fn request_host(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
 }
 
 /// The query's parameters, decoded; for a repeated one, the last value.
@@ -812,6 +956,25 @@ impl Inner {
         }
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
+        let host = request_host(request.headers(), request.uri());
+        if method == http::Method::GET
+            && matches!(
+                path.as_str(),
+                "/oauth/authorize"
+                    | "/oauth2/authorize"
+                    | "/logout.do"
+                    | "/oauth2/logout"
+                    | "/token_keys"
+                    | "/.well-known/openid-configuration"
+            )
+        {
+            self.lock().visits.push(Visit {
+                path: path.clone(),
+                host: host.clone(),
+                query: query_params(request.uri().query()),
+            });
+        }
+        let zone = Zone::of_host(host.as_deref());
         match path.as_str() {
             "/oauth/token" | "/oauth2/token" => {
                 if method != http::Method::POST {
@@ -824,7 +987,7 @@ impl Inner {
                 self.token_endpoint(path, request, connection).await
             }
             "/oauth/authorize" | "/oauth2/authorize" if method == http::Method::GET => {
-                self.authorize(request.uri().query())
+                self.authorize(&zone, request.uri().query())
             }
             "/logout.do" | "/oauth2/logout" if method == http::Method::GET => {
                 self.logout(&path, request.uri().query())
@@ -895,11 +1058,7 @@ impl Inner {
                 basic_client_id: basic.as_ref().map(|(id, _)| id.clone()),
                 via_mtls: connection.via_mtls,
                 client_cert_cn: connection.cert_cn.clone(),
-                host: parts
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned),
+                host: request_host(&parts.headers, &parts.uri),
                 status: 0,
             });
             state.requests.len() - 1
@@ -918,7 +1077,8 @@ impl Inner {
                         .eq_ignore_ascii_case("application/x-www-form-urlencoded")
                 })
             });
-        let response = self.token_response(&pairs, basic, form_type, connection);
+        let zone = Zone::of_host(request_host(&parts.headers, &parts.uri).as_deref());
+        let response = self.token_response(&zone, &pairs, basic, form_type, connection);
         if let Some(record) = self.lock().requests.get_mut(index) {
             record.status = response.status().as_u16();
         }
@@ -927,6 +1087,7 @@ impl Inner {
 
     fn token_response(
         &self,
+        zone: &Zone,
         pairs: &[(String, String)],
         basic: Option<(String, String)>,
         form_type: bool,
@@ -999,6 +1160,7 @@ impl Inner {
                 let scopes = requested_scopes
                     .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
                 let (access_token, jti) = self.sign_token(
+                    zone,
                     &client_id,
                     "client_credentials",
                     &scopes,
@@ -1036,6 +1198,13 @@ impl Inner {
                 if claims["user_name"].is_null() && claims["user_id"].is_null() {
                     return oauth_error(401, "invalid_grant", "the assertion is not a user token");
                 }
+                if claims["zid"].as_str() != Some(zone.zid().as_str()) {
+                    return oauth_error(
+                        401,
+                        "invalid_grant",
+                        "the assertion was issued in another identity zone",
+                    );
+                }
                 let user: serde_json::Map<String, Value> = USER_CLAIMS
                     .iter()
                     .filter_map(|name| {
@@ -1052,8 +1221,10 @@ impl Inner {
                         .collect(),
                     None => granted,
                 };
-                self.user_grant(client_id, JWT_BEARER, user, scopes, audiences, expires_in)
-                    .response()
+                self.user_grant(
+                    zone, client_id, JWT_BEARER, user, scopes, audiences, expires_in,
+                )
+                .response()
             }
             Some("refresh_token") => {
                 let Some(refresh_token) = field("refresh_token") else {
@@ -1062,7 +1233,7 @@ impl Inner {
                 let grant = {
                     let mut state = self.lock();
                     match state.refresh_tokens.get(refresh_token) {
-                        Some(grant) if grant.client_id == client_id => {
+                        Some(grant) if grant.client_id == client_id && grant.zone == *zone => {
                             state.refresh_tokens.remove(refresh_token)
                         }
                         _ => None,
@@ -1074,6 +1245,7 @@ impl Inner {
                 let mut all_audiences = grant.audiences;
                 all_audiences.extend(audiences);
                 self.user_grant(
+                    zone,
                     client_id,
                     "refresh_token",
                     grant.user,
@@ -1084,13 +1256,15 @@ impl Inner {
                 .response()
             }
             Some("authorization_code") => {
-                let code = match self.redeem_code(client_id.as_str(), field) {
+                let code = match self.redeem_code(zone, client_id.as_str(), field) {
                     Ok(code) => code,
                     Err((error, description)) => return oauth_error(400, error, &description),
                 };
                 let user = user_claims(&code.user);
-                let id_token = self.id_token(&client_id, &user, code.nonce.as_deref(), expires_in);
+                let id_token =
+                    self.id_token(zone, &client_id, &user, code.nonce.as_deref(), expires_in);
                 let mut issued = self.user_grant(
+                    zone,
                     client_id,
                     "authorization_code",
                     user,
@@ -1110,8 +1284,10 @@ impl Inner {
     }
 
     /// A token for a user, with a (single-use) refresh token.
+    #[allow(clippy::too_many_arguments)]
     fn user_grant(
         &self,
+        zone: &Zone,
         client_id: String,
         grant_type: &str,
         user: serde_json::Map<String, Value>,
@@ -1120,6 +1296,7 @@ impl Inner {
         expires_in: u64,
     ) -> Issued {
         let (access_token, jti) = self.sign_token(
+            zone,
             &client_id,
             grant_type,
             &scopes,
@@ -1131,6 +1308,7 @@ impl Inner {
         self.lock().refresh_tokens.insert(
             refresh_token.clone(),
             RefreshGrant {
+                zone: zone.clone(),
                 client_id,
                 user,
                 scopes: scopes.clone(),
@@ -1153,6 +1331,7 @@ impl Inner {
     /// 400) and description.
     fn redeem_code<'a>(
         &self,
+        zone: &Zone,
         client_id: &str,
         field: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<AuthCode, (&'static str, String)> {
@@ -1172,6 +1351,9 @@ impl Inner {
         }
         if grant.client_id != client_id {
             return invalid("the authorization code was issued to another client");
+        }
+        if grant.zone != *zone {
+            return invalid(&format!("Invalid authorization code: {code}"));
         }
         if field("redirect_uri") != Some(grant.redirect_uri.as_str()) {
             return invalid("Redirect URI mismatch.");
@@ -1197,7 +1379,7 @@ impl Inner {
     /// `GET /oauth/authorize` and `/oauth2/authorize`: the configured user logs in at once.
     /// Errors before a trustworthy `redirect_uri` is known answer 400; later ones redirect with
     /// `error` (RFC 6749 4.1.2.1).
-    fn authorize(&self, query: Option<&str>) -> Response {
+    fn authorize(&self, zone: &Zone, query: Option<&str>) -> Response {
         let params = query_params(query);
         let mut state = self.lock();
         state.authorize_requests.push(params.clone());
@@ -1278,6 +1460,7 @@ impl Inner {
         }
         let code = random_hex(16);
         let grant = AuthCode {
+            zone: zone.clone(),
             client_id: client_id.clone(),
             redirect_uri: redirect_uri.clone(),
             code_challenge,
@@ -1386,8 +1569,10 @@ impl Inner {
     }
 
     /// An RS256 JWT shaped like XSUAA's, and its `jti`.
+    #[allow(clippy::too_many_arguments)]
     fn sign_token(
         &self,
+        zone: &Zone,
         client_id: &str,
         grant_type: &str,
         scopes: &[String],
@@ -1396,6 +1581,7 @@ impl Inner {
         expires_in: u64,
     ) -> (String, String) {
         let claims = self.token_claims(
+            zone,
             client_id,
             grant_type,
             scopes,
@@ -1404,12 +1590,14 @@ impl Inner {
             expires_in,
         );
         let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-        (self.sign(&claims), jti)
+        (self.sign(zone, &claims), jti)
     }
 
     /// The claims of a token shaped like XSUAA's.
+    #[allow(clippy::too_many_arguments)]
     fn token_claims(
         &self,
+        zone: &Zone,
         client_id: &str,
         grant_type: &str,
         scopes: &[String],
@@ -1431,7 +1619,7 @@ impl Inner {
         let iat = now();
         let mut claims = json!({
             "jti": random_hex(16),
-            "ext_attr": { "enhancer": "XSUAA", "zdn": "test" },
+            "ext_attr": { "enhancer": "XSUAA", "zdn": zone.zdn() },
             "sub": client_id,
             "scope": scopes,
             "client_id": client_id,
@@ -1440,14 +1628,18 @@ impl Inner {
             "grant_type": grant_type,
             "iat": iat,
             "exp": iat + expires_in,
-            "iss": self.issuer(),
-            "zid": ZONE_ID,
+            "iss": self.issuer(zone),
+            "zid": zone.zid(),
             "aud": audiences,
         });
         match user {
             Some(user) => {
                 for (name, value) in user {
                     claims[name] = value.clone();
+                }
+                // The user's zone is the one that issues the token.
+                if let Some(ext_attr) = claims["ext_attr"].as_object_mut() {
+                    ext_attr.insert("zdn".to_owned(), json!(zone.zdn()));
                 }
             }
             None => claims["authorities"] = json!(scopes),
@@ -1458,6 +1650,7 @@ impl Inner {
     /// An OpenID Connect ID token for `user`, logged in at `client_id`.
     fn id_token(
         &self,
+        zone: &Zone,
         client_id: &str,
         user: &serde_json::Map<String, Value>,
         nonce: Option<&str>,
@@ -1466,7 +1659,7 @@ impl Inner {
         let iat = now();
         let mut claims = json!({
             "jti": random_hex(16),
-            "iss": self.issuer(),
+            "iss": self.issuer(zone),
             "aud": client_id,
             "azp": client_id,
             "cid": client_id,
@@ -1474,7 +1667,7 @@ impl Inner {
             "exp": iat + expires_in,
             "auth_time": iat,
             "amr": ["pwd"],
-            "zid": ZONE_ID,
+            "zid": zone.zid(),
         });
         for name in [
             "sub",
@@ -1493,19 +1686,27 @@ impl Inner {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        self.sign(&claims)
+        self.sign(zone, &claims)
     }
 
-    /// The `iss` of every token: the XSUAA token endpoint on the plain listener.
-    fn issuer(&self) -> String {
-        format!("{}/oauth/token", self.url)
+    /// The zone's URL on the plain listener: `url` for the default zone.
+    fn zone_base(&self, zone: &Zone) -> String {
+        match &zone.subdomain {
+            None => self.url.clone(),
+            Some(sub) => format!("http://{sub}.localhost:{}", self.port),
+        }
     }
 
-    /// `claims` signed with the service key.
-    fn sign(&self, claims: &Value) -> String {
+    /// The `iss` of the zone's tokens: the XSUAA token endpoint on the plain listener.
+    fn issuer(&self, zone: &Zone) -> String {
+        format!("{}/oauth/token", self.zone_base(zone))
+    }
+
+    /// `claims` signed with the service key, naming the zone's key URL.
+    fn sign(&self, zone: &Zone, claims: &Value) -> String {
         sign_jwt(
             signing_key(),
-            Some(&format!("{}/token_keys", self.url)),
+            Some(&format!("{}/token_keys", self.zone_base(zone))),
             claims,
         )
     }
