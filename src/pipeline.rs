@@ -298,18 +298,16 @@ pub async fn handle(state: AppState, peer: SocketAddr, mut request: Request) -> 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    tracing::info!(
-        target: "xsrouter::access",
-        %method,
-        path = %path,
-        route = info.route,
-        destination = info.destination.as_deref(),
+    telemetry::access_log::record(&telemetry::access_log::Entry {
+        method: &method,
+        path: &path,
+        route: info.route,
+        destination: info.destination.as_deref(),
         status,
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms: started.elapsed().as_millis() as u64,
         bytes,
-        request_id = correlation.to_str().unwrap_or("-"),
-        "request"
-    );
+        request_id: correlation.to_str().unwrap_or("-"),
+    });
     if statistics {
         crate::sap_statistics::finish(started, &mut response);
     }
@@ -335,11 +333,12 @@ async fn route_request(
     }
     let auth = &state.inner.auth;
     if auth.is_callback(uri.path()) {
-        return Ok(auth.callback(uri, request.headers()).await);
+        return Ok(Box::pin(auth.callback(uri, request.headers())).await);
     }
     if auth.is_logout(uri.path()) {
         let session = auth.session_id(request.headers()).map(str::to_owned);
-        let (response, ended) = auth.logout(request.method(), uri, request.headers()).await;
+        let (response, ended) =
+            Box::pin(auth.logout(request.method(), uri, request.headers())).await;
         if let (Some(id), Some(_)) = (&session, &ended) {
             state.inner.sockets.end(id);
         }
@@ -397,16 +396,16 @@ async fn route_request(
             let idp = sap_idp
                 .as_deref()
                 .filter(|_| found.route.dynamic_identity_provider);
-            match auth
-                .authenticate(
-                    request.method(),
-                    uri,
-                    request.headers(),
-                    found.route,
-                    kind,
-                    idp,
-                )
-                .await
+            // Boxed, like every step off the plain proxy path: the request future stays small.
+            match Box::pin(auth.authenticate(
+                request.method(),
+                uri,
+                request.headers(),
+                found.route,
+                kind,
+                idp,
+            ))
+            .await
             {
                 Ok(caller) => Some(caller),
                 // A WebSocket client cannot follow a login redirect: it needs a session.
@@ -441,7 +440,7 @@ async fn route_request(
                 return Ok(auth::csrf_required());
             }
             if safe && protection::wants_csrf_token(request.headers()) {
-                csrf_token = auth.csrf_token(caller).await;
+                csrf_token = Box::pin(auth.csrf_token(caller)).await;
             }
         }
     }
@@ -485,7 +484,7 @@ async fn dispatch(
         )),
         RouteTo::LocalDir(root) => {
             let (parts, _body) = request.into_parts();
-            Ok(static_files::serve(StaticRequest {
+            Ok(Box::pin(static_files::serve(StaticRequest {
                 root,
                 url: &found.url,
                 request_path: parts.uri.path(),
@@ -498,7 +497,7 @@ async fn dispatch(
                     .position
                     .and_then(|i| runtime.replacements.get(&i))
                     .map(|r| r.as_ref()),
-            })
+            }))
             .await)
         }
         RouteTo::Destination(_) => {
@@ -513,7 +512,7 @@ async fn dispatch(
             );
             let from_service = match configured {
                 Some(_) => None,
-                None => Some(service_destination(state, &found, name, user).await?),
+                None => Some(Box::pin(service_destination(state, &found, name, user)).await?),
             };
             let (destination, client, service_authorization) = match (configured, &from_service) {
                 (Some((destination, client)), _) => (destination.as_ref(), client, None),
@@ -528,19 +527,19 @@ async fn dispatch(
             };
             let authorization = match service_authorization {
                 Some(authorization) => Some(authorization),
-                None => state
-                    .inner
-                    .tokens
-                    .authorization_for_tenant(
+                None if destination.needs_authorization() => Box::pin(
+                    state.inner.tokens.authorization_for_tenant(
                         destination,
                         user,
                         runtime
                             .tenant_hosts
                             .as_ref()
                             .and_then(|t| t.tenant_of(request.headers())),
-                    )
-                    .await
-                    .map_err(|err| token_rejection(destination, &err))?,
+                    ),
+                )
+                .await
+                .map_err(|err| token_rejection(destination, &err))?,
+                None => None,
             };
             let (mut parts, body) = request.into_parts();
             if let Some(looked_up) = &from_service {
@@ -581,7 +580,7 @@ async fn dispatch(
                     let guard = caller.and_then(|c| c.session.as_ref()).map(|s| {
                         websocket::sessions::SocketGuard::new(&state.inner.sockets, &s.id)
                     });
-                    forward.upgrade(parts, websocket, guard).await
+                    Box::pin(forward.upgrade(parts, websocket, guard)).await
                 }
                 None => forward.send(parts, body).await,
             };
@@ -596,11 +595,12 @@ async fn dispatch(
                     .insert(crate::sap_statistics::BackendStarted(upstream_started));
             }
             if keep_cookies && let Some(caller) = caller {
-                state
-                    .inner
-                    .auth
-                    .keep_backend_cookies(caller, name, response.headers_mut())
-                    .await;
+                Box::pin(state.inner.auth.keep_backend_cookies(
+                    caller,
+                    name,
+                    response.headers_mut(),
+                ))
+                .await;
             }
             Ok(response)
         }

@@ -49,6 +49,16 @@ pub struct Destination {
     pub metric_name: std::sync::Arc<str>,
 }
 
+impl Destination {
+    /// Whether requests to it may carry an `Authorization` the router provides (a token, Basic
+    /// credentials, the user's forwarded token); `false` means they never do.
+    pub fn needs_authorization(&self) -> bool {
+        !matches!(self.auth, DestinationAuth::None)
+            || self.forward_auth_token
+            || self.ias_dependency_name.is_some()
+    }
+}
+
 /// A boolean given as JSON boolean or as the strings `"true"` / `"false"` (any case).
 fn flex_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match Option::<Value>::deserialize(d)? {

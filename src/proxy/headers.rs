@@ -6,25 +6,58 @@ use std::net::SocketAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones proxies still see).
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-const HOP_BY_HOP_LEGACY: &[&str] = &["keep-alive", "proxy-connection"];
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
 
 /// Request headers that only mean something to the router (approuter removes them too).
-const ROUTER_ONLY: &[&str] = &[
-    "x-approuter-authorization",
-    "x-custom-host",
-    "x-ias-token",
-    "sap-connectivity-authentication",
-    "sap-connectivity-scc-location_id",
-];
+fn is_router_only(name: &str) -> bool {
+    matches!(
+        name,
+        "x-approuter-authorization"
+            | "x-custom-host"
+            | "x-ias-token"
+            | "sap-connectivity-authentication"
+            | "sap-connectivity-scc-location_id"
+    )
+}
+
+/// Removes every header `doomed` picks, in one pass over the names (most requests have none).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|name| doomed(name.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// The header names listed in `Connection` (hop-by-hop for this connection only).
+fn connection_tokens(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -44,22 +77,10 @@ impl CookiePolicy<'_> {
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
+    for name in connection_tokens(headers) {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP_LEGACY {
-        headers.remove(*name);
-    }
+    remove_where(headers, is_hop_by_hop);
 }
 
 /// What the forwarding headers are built from.
@@ -84,43 +105,30 @@ pub struct RequestHeaderRules<'a> {
 
 impl RequestHeaderRules<'_> {
     pub fn apply(&self, headers: &mut HeaderMap, from: &ForwardedFrom<'_>) {
-        remove_hop_by_hop(headers);
-        for name in ROUTER_ONLY {
-            headers.remove(*name);
+        for name in connection_tokens(headers) {
+            headers.remove(name);
         }
-        if !self.preserve_host {
-            headers.remove(header::HOST);
-        } else if !headers.contains_key(header::HOST)
-            && let Some(host) = from.host
-        {
-            headers.insert(header::HOST, host.clone());
-        }
-        if self.drop_authorization {
-            // The router authenticated the request; the client's credentials and CSRF token
-            // are its business, not the backend's.
-            headers.remove(header::AUTHORIZATION);
-            headers.remove("x-csrf-token");
+        let host = match (self.preserve_host, headers.contains_key(header::HOST)) {
+            (true, false) => from.host.cloned(),
+            _ => None,
+        };
+        // One pass: hop-by-hop and router-only headers; `Host` unless preserved; the client's
+        // credentials and CSRF token on authenticated routes (the router authenticated the
+        // request, they are its business, not the backend's); `x-forwarded-*` when the
+        // destination does not want them.
+        remove_where(headers, |name| {
+            is_hop_by_hop(name)
+                || is_router_only(name)
+                || (!self.preserve_host && name == "host")
+                || (self.drop_authorization && (name == "authorization" || name == "x-csrf-token"))
+                || (!self.set_x_forwarded && name.starts_with("x-forwarded-"))
+        });
+        if let Some(host) = host {
+            headers.insert(header::HOST, host);
         }
         self.filter_cookies(headers);
         if self.set_x_forwarded {
             add_forwarded(headers, from);
-        } else {
-            for name in [
-                X_FORWARDED_HOST,
-                X_FORWARDED_PROTO,
-                X_FORWARDED_FOR,
-                X_FORWARDED_PATH,
-            ] {
-                headers.remove(name);
-            }
-            let others: Vec<HeaderName> = headers
-                .keys()
-                .filter(|k| k.as_str().starts_with("x-forwarded-"))
-                .cloned()
-                .collect();
-            for name in others {
-                headers.remove(name);
-            }
         }
     }
 

@@ -72,6 +72,46 @@ pub async fn until_idle<F: Future>(
 }
 
 pin_project! {
+    /// A request body that marks the exchange active whenever a frame goes up.
+    pub struct TouchBody<B> {
+        #[pin]
+        inner: B,
+        activity: Activity,
+    }
+}
+
+impl<B> TouchBody<B> {
+    pub fn new(inner: B, activity: Activity) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<B: Body> Body for TouchBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
     /// A response body that fails when no frame arrives within the timeout.
     pub struct IdleTimeoutBody<B> {
         #[pin]

@@ -17,9 +17,9 @@ use http_body::Body as _;
 use crate::config::Destination;
 use crate::rejection::Rejection;
 use crate::secret::Secret;
-use crate::upstream::UpstreamClient;
+use crate::upstream::{ForwardClient, UpstreamClient};
 use headers::{CookiePolicy, ForwardedFrom, RequestHeaderRules, remove_hop_by_hop};
-use idle::{Activity, IdleTimeoutBody, until_idle};
+use idle::{Activity, IdleTimeoutBody, TouchBody, until_idle};
 
 /// One request on its way to a destination.
 pub struct Forward<'a> {
@@ -95,9 +95,87 @@ impl Forward<'_> {
         Ok(())
     }
 
+    /// Sends the request and streams the answer back: through the destination's pooled
+    /// hyper-util client, or through reqwest when the destination is behind a forward proxy.
     pub async fn send(mut self, mut parts: Parts, body: Body) -> Result<Response, Rejection> {
-        let destination = self.destination;
         self.prepare_headers(&mut parts)?;
+        let (status, headers, body) = match self.client.forward() {
+            Some(forward) => {
+                let response = self.send_direct(forward, parts, body).await?;
+                let (parts, body) = response.into_parts();
+                let body = Body::new(IdleTimeoutBody::new(body, self.destination.timeout));
+                (parts.status, parts.headers, body)
+            }
+            None => {
+                let response = Box::pin(self.send_reqwest(parts, body)).await?;
+                let response: http::Response<reqwest::Body> = response.into();
+                let (parts, body) = response.into_parts();
+                let body = Body::new(IdleTimeoutBody::new(body, self.destination.timeout));
+                (parts.status, parts.headers, body)
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        remove_hop_by_hop(response.headers_mut());
+        // errorPage and RETURN_ERROR_SOURCE leave backend answers alone.
+        response
+            .extensions_mut()
+            .insert(crate::error_pages::UpstreamAnswer);
+        Ok(response)
+    }
+
+    /// The hyper-util path: the received request goes on with its new URI and headers.
+    async fn send_direct(
+        &self,
+        client: &ForwardClient,
+        parts: Parts,
+        body: Body,
+    ) -> Result<http::Response<hyper::body::Incoming>, Rejection> {
+        let destination = self.destination;
+        let uri = http::Uri::try_from(self.client.url_for(self.url))
+            .map_err(|_| Rejection::BadRequest("Bad Request: invalid target URL"))?;
+        let activity = Activity::new();
+        // A request without a body can be sent again if the first attempt failed on a pooled
+        // connection that the upstream had just closed.
+        let retry = body
+            .is_end_stream()
+            .then(|| (parts.method.clone(), uri.clone(), parts.headers.clone()));
+        let body = match retry {
+            Some(_) => body,
+            None => Body::new(TouchBody::new(body, activity.clone())),
+        };
+        let request = upstream_request(parts.method, uri, parts.headers, body);
+        let mut sent = until_idle(client.request(request), &activity, destination.timeout).await;
+        if let (Ok(Err(err)), Some((method, uri, headers))) = (&sent, retry)
+            && may_retry_direct(&method, err)
+        {
+            tracing::debug!(destination = %destination.name, error = %error_chain(err), "retrying once on a fresh connection");
+            let request = upstream_request(method, uri, headers, Body::empty());
+            sent = until_idle(client.request(request), &activity, destination.timeout).await;
+        }
+        match sent {
+            Err(_) => {
+                tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
+                Err(Rejection::GatewayTimeout)
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
+                Err(if crate::limits::is_body_limit(&err) {
+                    Rejection::PayloadTooLarge
+                } else if is_timeout(&err) {
+                    Rejection::GatewayTimeout
+                } else {
+                    Rejection::BadGateway("Bad Gateway")
+                })
+            }
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The reqwest path, for destinations behind a forward proxy.
+    async fn send_reqwest(&self, parts: Parts, body: Body) -> Result<reqwest::Response, Rejection> {
+        let destination = self.destination;
         let url = self.client.url_for(self.url);
         let url = reqwest::Url::parse(&url)
             .map_err(|_| Rejection::BadRequest("Bad Request: invalid target URL"))?;
@@ -114,8 +192,6 @@ impl Forward<'_> {
             *request.body_mut() = Some(reqwest::Body::wrap_stream(stream));
         }
 
-        // A request without a body can be sent again if the first attempt failed on a pooled
-        // connection that the upstream had just closed.
         let retry = request.try_clone();
         let execute = |request| {
             until_idle(
@@ -131,57 +207,80 @@ impl Forward<'_> {
             tracing::debug!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(err), "retrying once on a fresh connection");
             sent = execute(again).await;
         }
-        let upstream = match sent {
+        match sent {
             Err(_) => {
                 tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
-                return Err(Rejection::GatewayTimeout);
+                Err(Rejection::GatewayTimeout)
             }
             Ok(Err(err)) => {
                 tracing::warn!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(&err), "upstream request failed");
-
-                return Err(if crate::limits::is_body_limit(&err) {
+                Err(if crate::limits::is_body_limit(&err) {
                     Rejection::PayloadTooLarge
                 } else if err.is_timeout() {
                     Rejection::GatewayTimeout
                 } else {
                     Rejection::BadGateway("Bad Gateway")
-                });
+                })
             }
-            Ok(Ok(response)) => response,
-        };
-
-        let upstream: http::Response<reqwest::Body> = upstream.into();
-        let (mut parts, body) = upstream.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        let body = Body::new(IdleTimeoutBody::new(body, destination.timeout));
-        let mut response = Response::new(body);
-        *response.status_mut() = parts.status;
-        *response.headers_mut() = parts.headers;
-        // errorPage and RETURN_ERROR_SOURCE leave backend answers alone.
-        response
-            .extensions_mut()
-            .insert(crate::error_pages::UpstreamAnswer);
-        Ok(response)
+            Ok(Ok(response)) => Ok(response),
+        }
     }
+}
+
+/// The request for the upstream (HTTP/1.1 on the wire unless the connection negotiated h2).
+fn upstream_request(
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Body,
+) -> http::Request<Body> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    request
+}
+
+/// Whether the idle timeout or a connect timeout ended the attempt.
+fn is_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// [`may_retry`] for the hyper-util path.
+fn may_retry_direct(method: &http::Method, err: &hyper_util::client::legacy::Error) -> bool {
+    !is_timeout(err) && (err.is_connect() || is_idempotent(method))
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Whether a failed attempt may be repeated: the request never left (connect phase, including a
 /// pooled connection found closed), or the method is idempotent and the failure was not a timeout.
 fn may_retry(method: &http::Method, err: &reqwest::Error) -> bool {
-    use http::Method;
     if err.is_timeout() {
         return false;
     }
-    err.is_connect()
-        || matches!(
-            *method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        )
+    err.is_connect() || is_idempotent(method)
 }
 
 /// The error and its causes on one line; an HTTP client error without its URL (whose query

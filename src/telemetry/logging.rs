@@ -14,6 +14,11 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    super::access_log::install(if json {
+        super::access_log::Format::Json
+    } else {
+        super::access_log::Format::Human
+    });
     if json {
         builder
             .json()

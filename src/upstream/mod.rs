@@ -2,6 +2,12 @@
 //! that destination's TLS settings, proxy and timeouts. Connections are kept alive and reused;
 //! HTTPS upstreams that offer HTTP/2 get it through ALPN.
 //!
+//! Proxied requests go through hyper-util's pooled client directly ([`ForwardClient`]): the
+//! request the router received is passed on as it is, without the URL re-parsing, header copies
+//! and redirect/retry layers of a general-purpose client (measured in `docs/benchmarks.md`).
+//! Destinations behind a forward proxy (`proxyHost`), WebSocket upgrades and the router's own
+//! calls (backend logout) use reqwest.
+//!
 //! A destination with `forwardAuthCertificates` gets one client per bound authentication
 //! service that has a certificate (XSUAA, IAS); the route's authentication type picks which:
 //! IAS routes use the IAS identity, every other route the XSUAA one, each falling back to the
@@ -25,6 +31,12 @@ use crate::identity::rotation::IdentityStore;
 /// How long an unused pooled connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The pooled hyper-util client proxied requests take (HTTP or HTTPS with the destination's TLS).
+pub type ForwardClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    axum::body::Body,
+>;
+
 /// Why the upstream clients could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -44,6 +56,8 @@ pub enum UpstreamError {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// The proxied path; `None` for destinations behind a forward proxy (reqwest speaks to it).
+    forward: Option<ForwardClient>,
     /// HTTP/1.1 only, for WebSocket upgrades (built only when xs-app.json enables websockets):
     /// an upgrade needs HTTP/1.1, which ALPN might otherwise negotiate away.
     websocket: Option<reqwest::Client>,
@@ -71,6 +85,10 @@ impl UpstreamClient {
         } else {
             None
         };
+        let forward = match destination.proxy {
+            Some(_) => None,
+            None => Some(forward_client(destination, tls.clone())),
+        };
         let http = http_client(destination, tls, false)?;
         let mut base = destination.url.as_str().trim_end_matches('/').to_owned();
         // WebSocket destinations are reached over HTTP(S) for ordinary requests.
@@ -81,6 +99,7 @@ impl UpstreamClient {
         }
         Ok(Self {
             http,
+            forward,
             websocket,
             base: base.into(),
         })
@@ -109,6 +128,11 @@ impl UpstreamClient {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The client proxied requests take, unless the destination is behind a forward proxy.
+    pub fn forward(&self) -> Option<&ForwardClient> {
+        self.forward.as_ref()
     }
 
     /// The HTTP/1.1 client for WebSocket upgrades, when websockets are enabled.
@@ -146,6 +170,29 @@ fn http_client(
         destination: destination.name.clone(),
         source,
     })
+}
+
+/// The pooled hyper-util client of a destination: its TLS (ALPN h2 and HTTP/1.1), the
+/// destination `timeout` for connecting, no Nagle delay.
+fn forward_client(destination: &Destination, mut tls: rustls::ClientConfig) -> ForwardClient {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    // The connector sets ALPN itself (h2, http/1.1) and refuses a config that has it already.
+    tls.alpn_protocols.clear();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(destination.timeout));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
 }
 
 /// The clients of one destination.
@@ -250,6 +297,7 @@ mod tests {
         crate::install_crypto_provider();
         let client = UpstreamClient {
             http: reqwest::Client::new(),
+            forward: None,
             websocket: None,
             base: "http://h:1/base".into(),
         };
