@@ -11,11 +11,11 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Headers a platform or client may carry a request id in, in order of preference.
-const INCOMING_IDS: &[&str] = &[
-    "x-correlationid",
-    "x-correlation-id",
-    "x-request-id",
-    "x-vcap-request-id",
+const INCOMING_IDS: [HeaderName; 4] = [
+    HeaderName::from_static("x-correlationid"),
+    HeaderName::from_static("x-correlation-id"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-vcap-request-id"),
 ];
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlationid");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -24,7 +24,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn correlation_id(headers: &HeaderMap) -> HeaderValue {
     INCOMING_IDS
         .iter()
-        .filter_map(|name| headers.get(*name))
+        .filter_map(|name| headers.get(name))
         .find(|v| {
             let bytes = v.as_bytes();
             !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())

@@ -57,7 +57,7 @@ pub enum UpstreamError {
 pub struct UpstreamClient {
     http: reqwest::Client,
     /// The proxied path; `None` for destinations behind a forward proxy (reqwest speaks to it).
-    forward: Option<ForwardClient>,
+    forward: Option<Box<ForwardClient>>,
     /// HTTP/1.1 only, for WebSocket upgrades (built only when xs-app.json enables websockets):
     /// an upgrade needs HTTP/1.1, which ALPN might otherwise negotiate away.
     websocket: Option<reqwest::Client>,
@@ -87,7 +87,7 @@ impl UpstreamClient {
         };
         let forward = match destination.proxy {
             Some(_) => None,
-            None => Some(forward_client(destination, tls.clone())),
+            None => Some(Box::new(forward_client(destination, tls.clone()))),
         };
         let http = http_client(destination, tls, false)?;
         let mut base = destination.url.as_str().trim_end_matches('/').to_owned();
@@ -132,7 +132,7 @@ impl UpstreamClient {
 
     /// The client proxied requests take, unless the destination is behind a forward proxy.
     pub fn forward(&self) -> Option<&ForwardClient> {
-        self.forward.as_ref()
+        self.forward.as_deref()
     }
 
     /// The HTTP/1.1 client for WebSocket upgrades, when websockets are enabled.
