@@ -1,6 +1,10 @@
 //! JWT validation for tokens from XSUAA or IAS: RS256 signature against the service's keys
 //! (JWKS, fetched once and cached; fetched again when a token names an unknown `kid`), expiry,
 //! issuer and audience. The claims are checked before any key is fetched.
+//!
+//! A token whose signature verified is remembered (by its SHA-256, for [`VERIFIED_TTL`]) with its
+//! claims, so a client sending the same bearer token on every request pays for the RSA
+//! verification once; expiry, issuer and audience are still checked on every use.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,11 @@ use tokio::sync::RwLock;
 const LEEWAY: i64 = 30;
 /// Shortest time between two JWKS fetches triggered by unknown key ids.
 const REFETCH_PAUSE: Duration = Duration::from_secs(10);
+/// How long a verified signature is remembered (bounded, so that a key the token service drops
+/// stops being honoured soon).
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// How many verified tokens are remembered.
+const VERIFIED_CAPACITY: u64 = 10_000;
 
 /// Why a token was refused. Never contains the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +67,8 @@ pub struct JwtValidator {
     http: reqwest::Client,
     keys: RwLock<KeySet>,
     expect: Expectations,
+    /// Claims of tokens whose signature verified, by the token's SHA-256.
+    verified: moka::future::Cache<[u8; 32], Arc<Value>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,11 +90,31 @@ impl JwtValidator {
             http,
             keys: RwLock::new(KeySet::default()),
             expect,
+            verified: moka::future::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         }
     }
 
     /// The claims of a valid token.
     pub async fn validate(&self, token: &str, now: i64) -> Result<Value, JwtError> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(digest.as_ref());
+        if let Some(claims) = self.verified.get(&fingerprint).await {
+            self.check_claims(&claims, now)?;
+            return Ok(Value::clone(&claims));
+        }
+        let claims = self.verify(token, now).await?;
+        self.verified
+            .insert(fingerprint, Arc::new(claims.clone()))
+            .await;
+        Ok(claims)
+    }
+
+    /// The full check: structure, algorithm, claims, then the signature.
+    async fn verify(&self, token: &str, now: i64) -> Result<Value, JwtError> {
         let mut parts = token.split('.');
         let (Some(header), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -297,6 +328,27 @@ mod tests {
         assert_eq!(v.check_claims(&by_scope, 1000), Ok(()));
         let prefix_trick = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/x", "scope": ["app!t1x.Read"]});
         assert_eq!(v.check_claims(&prefix_trick, 1000), Err(JwtError::Audience));
+    }
+
+    #[tokio::test]
+    async fn remembered_tokens_skip_the_signature_but_never_the_expiry() {
+        let v = validator(None);
+        let token = "remembered.token.value";
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(digest.as_ref());
+        let claims = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/oauth/token", "aud": ["sb-app"]});
+        v.verified
+            .insert(fingerprint, Arc::new(claims.clone()))
+            .await;
+        // The keys are unreachable: only the remembered verification can pass it.
+        assert_eq!(v.validate(token, 1000).await, Ok(claims));
+        assert_eq!(v.validate(token, 2000).await, Err(JwtError::Expired));
+        assert_eq!(
+            v.validate("other.token.value", 1000).await,
+            Err(JwtError::Malformed),
+            "a token not remembered is checked in full"
+        );
     }
 
     #[tokio::test]
