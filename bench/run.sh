@@ -17,6 +17,7 @@
 #   BENCH_APPROUTER_DIR where @sap/approuter is (or gets) installed (/tmp/arref)
 #   BENCH_KEEP=1       keep the work directory (configs, logs) after the run
 #   BENCH_SKIP_BUILD=1 use the release binaries already built
+#   (a section of the report from the line `<!-- kept across runs -->` on is carried over)
 #   BENCH_XSROUTER_LOG_LEVEL  xsrouter's LOG_LEVEL (info: one access-log line per request, as
 #                      nginx writes its access log; warn: no access log)
 set -euo pipefail
@@ -527,6 +528,12 @@ fi
   echo "- Load average at the end of the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$MACHINE"
 
+# Hand-written analysis (profiles, before/after) below this marker survives a new run.
+KEEP_MARKER='<!-- kept across runs -->'
+KEPT=$W/kept.md
+: > "$KEPT"
+[ -f "$OUT" ] && sed -n "/^$KEEP_MARKER\$/,\$p" "$OUT" > "$KEPT"
 "$TOOLS" report --results "$RESULTS" --idle "$IDLE" --machine "$MACHINE" --notes "$NOTES" \
   --note "$NOTE" --out "$OUT"
+if [ -s "$KEPT" ]; then printf '\n' >> "$OUT"; cat "$KEPT" >> "$OUT"; fi
 log "report written to $OUT"

@@ -134,6 +134,9 @@ pub async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // No Nagle delay: a response's last partial segment must not wait for
+                    // the client's delayed ACK (40 ms stalls on large responses).
+                    let _ = stream.set_nodelay(true);
                     tokio::spawn(connection(
                         live.current(),
                         stream,
