@@ -154,23 +154,7 @@ impl Forward<'_> {
             let request = upstream_request(method, uri, headers, Body::empty());
             sent = until_idle(client.request(request), &activity, destination.timeout).await;
         }
-        match sent {
-            Err(_) => {
-                tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
-                Err(Rejection::GatewayTimeout)
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
-                Err(if crate::limits::is_body_limit(&err) {
-                    Rejection::PayloadTooLarge
-                } else if is_timeout(&err) {
-                    Rejection::GatewayTimeout
-                } else {
-                    Rejection::BadGateway("Bad Gateway")
-                })
-            }
-            Ok(Ok(response)) => Ok(response),
-        }
+        outcome(destination, sent, |err| is_timeout(err))
     }
 
     /// The reqwest path, for destinations behind a forward proxy.
@@ -207,23 +191,33 @@ impl Forward<'_> {
             tracing::debug!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(err), "retrying once on a fresh connection");
             sent = execute(again).await;
         }
-        match sent {
-            Err(_) => {
-                tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
-                Err(Rejection::GatewayTimeout)
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(destination = %destination.name, error = %crate::telemetry::http_error::without_url(&err), "upstream request failed");
-                Err(if crate::limits::is_body_limit(&err) {
-                    Rejection::PayloadTooLarge
-                } else if err.is_timeout() {
-                    Rejection::GatewayTimeout
-                } else {
-                    Rejection::BadGateway("Bad Gateway")
-                })
-            }
-            Ok(Ok(response)) => Ok(response),
+        outcome(destination, sent, reqwest::Error::is_timeout)
+    }
+}
+
+/// The answer of an attempt, or its failure as the client sees it: 504 when the upstream stayed
+/// idle past the destination timeout or a connect timed out, 413 over the body limit, else 502.
+fn outcome<R, E: std::error::Error + 'static>(
+    destination: &Destination,
+    sent: Result<Result<R, E>, idle::IdleTimeout>,
+    timed_out: impl Fn(&E) -> bool,
+) -> Result<R, Rejection> {
+    match sent {
+        Err(_) => {
+            tracing::warn!(destination = %destination.name, timeout_ms = destination.timeout.as_millis() as u64, "upstream timed out");
+            Err(Rejection::GatewayTimeout)
         }
+        Ok(Err(err)) => {
+            tracing::warn!(destination = %destination.name, error = %error_chain(&err), "upstream request failed");
+            Err(if crate::limits::is_body_limit(&err) {
+                Rejection::PayloadTooLarge
+            } else if timed_out(&err) {
+                Rejection::GatewayTimeout
+            } else {
+                Rejection::BadGateway("Bad Gateway")
+            })
+        }
+        Ok(Ok(response)) => Ok(response),
     }
 }
 
