@@ -15,6 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+use crate::secret::Secret;
+
 /// Clock skew tolerated on `nbf` (a token issued a moment "in the future"). `exp` is strict:
 /// an expired token is never accepted.
 const LEEWAY: i64 = 30;
@@ -98,18 +100,14 @@ impl JwtValidator {
     }
 
     /// The claims of a valid token.
-    pub async fn validate(&self, token: &str, now: i64) -> Result<Value, JwtError> {
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(digest.as_ref());
+    pub async fn validate(&self, token: &Secret, now: i64) -> Result<Arc<Value>, JwtError> {
+        let fingerprint = *token.fingerprint();
         if let Some(claims) = self.verified.get(&fingerprint).await {
             self.check_claims(&claims, now)?;
-            return Ok(Value::clone(&claims));
+            return Ok(claims);
         }
-        let claims = self.verify(token, now).await?;
-        self.verified
-            .insert(fingerprint, Arc::new(claims.clone()))
-            .await;
+        let claims = Arc::new(self.verify(token.expose(), now).await?);
+        self.verified.insert(fingerprint, claims.clone()).await;
         Ok(claims)
     }
 
@@ -333,19 +331,19 @@ mod tests {
     #[tokio::test]
     async fn remembered_tokens_skip_the_signature_but_never_the_expiry() {
         let v = validator(None);
-        let token = "remembered.token.value";
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let token = Secret::new("remembered.token.value");
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.expose().as_bytes());
         let mut fingerprint = [0u8; 32];
         fingerprint.copy_from_slice(digest.as_ref());
-        let claims = serde_json::json!({"exp": 2000, "iss": "https://uaa.example/oauth/token", "aud": ["sb-app"]});
-        v.verified
-            .insert(fingerprint, Arc::new(claims.clone()))
-            .await;
+        let claims = Arc::new(
+            serde_json::json!({"exp": 2000, "iss": "https://uaa.example/oauth/token", "aud": ["sb-app"]}),
+        );
+        v.verified.insert(fingerprint, claims.clone()).await;
         // The keys are unreachable: only the remembered verification can pass it.
-        assert_eq!(v.validate(token, 1000).await, Ok(claims));
-        assert_eq!(v.validate(token, 2000).await, Err(JwtError::Expired));
+        assert_eq!(v.validate(&token, 1000).await, Ok(claims));
+        assert_eq!(v.validate(&token, 2000).await, Err(JwtError::Expired));
         assert_eq!(
-            v.validate("other.token.value", 1000).await,
+            v.validate(&Secret::new("other.token.value"), 1000).await,
             Err(JwtError::Malformed),
             "a token not remembered is checked in full"
         );
@@ -354,14 +352,17 @@ mod tests {
     #[tokio::test]
     async fn malformed_and_unsigned_tokens_are_refused() {
         let v = validator(None);
-        assert_eq!(v.validate("abc", 0).await, Err(JwtError::Malformed));
+        assert_eq!(
+            v.validate(&Secret::new("abc"), 0).await,
+            Err(JwtError::Malformed)
+        );
         let none = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode("{}")
         );
         assert_eq!(
-            v.validate(&none, 0).await,
+            v.validate(&Secret::new(none), 0).await,
             Err(JwtError::Algorithm("none".into()))
         );
     }

@@ -270,10 +270,11 @@ impl Auth {
                 )
                 .into_response()
             })?;
-        match provider.validate(token).await {
+        let token = Secret::new(token);
+        match provider.validate(&token).await {
             Ok(claims) => Ok(Caller {
-                token: Secret::new(token),
-                claims: Arc::new(claims),
+                token,
+                claims,
                 session: None,
                 provider: provider.kind,
             }),
@@ -350,7 +351,7 @@ impl Auth {
                 return None;
             }
         };
-        let claims = provider.validate(token.access_token.expose()).await.ok()?;
+        let claims = provider.validate(&token.access_token).await.ok()?;
         Some(user_session(
             provider.kind,
             token,
@@ -447,7 +448,7 @@ impl Auth {
                 return Rejection::Unauthorized("Unauthorized: login failed").into_response();
             }
         };
-        let claims = match provider.validate(token.access_token.expose()).await {
+        let claims = match provider.validate(&token.access_token).await {
             Ok(claims) => claims,
             Err(err) => {
                 tracing::warn!(error = %err, "login token refused");
@@ -628,7 +629,7 @@ impl Auth {
 fn user_session(
     provider: AuthServiceKind,
     token: crate::tokens::Token,
-    claims: Value,
+    claims: Arc<Value>,
     margin: Duration,
     tenant: Option<String>,
 ) -> UserSession {
@@ -642,7 +643,7 @@ fn user_session(
         access_token: token.access_token,
         refresh_token: token.refresh_token,
         id_token: token.id_token,
-        claims: Arc::new(claims),
+        claims,
         expires_at,
         refresh_at,
         provider,

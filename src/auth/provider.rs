@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::jwt::{Expectations, JwtError, JwtValidator};
 use crate::config::bindings::{AuthServiceKind, ServiceBinding};
+use crate::secret::Secret;
 use crate::tenants::SharedTenantMode;
 use crate::tokens::endpoint::{ClientAuth, EndpointError, EndpointUrl, TokenEndpoint};
 
@@ -207,7 +208,7 @@ impl Provider {
     }
 
     /// Validates a token of this provider; returns its claims.
-    pub async fn validate(&self, token: &str) -> Result<Value, JwtError> {
+    pub async fn validate(&self, token: &Secret) -> Result<Arc<Value>, JwtError> {
         let validator = self
             .validator
             .get_or_try_init(|| async {

@@ -87,9 +87,9 @@ impl Forward<'_> {
             }
         }
         if let Some(authorization) = &self.authorization {
-            let mut value = http::HeaderValue::from_str(authorization.expose())
-                .map_err(|_| Rejection::BadGateway("Bad Gateway: unusable token"))?;
-            value.set_sensitive(true);
+            let value = authorization
+                .header_value()
+                .ok_or(Rejection::BadGateway("Bad Gateway: unusable token"))?;
             parts.headers.insert(http::header::AUTHORIZATION, value);
         }
         Ok(())

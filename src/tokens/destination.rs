@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::endpoint::{EndpointError, TokenEndpoint};
-use super::{Grant, TokenError, TokenRequest, TokenService};
+use super::{Grant, TokenError, TokenRequest, TokenService, TokenSlot};
 use crate::config::bindings::AuthServiceKind;
 use crate::config::destination_auth::{DestinationAuth, OAuthFlow, TokenServiceRef};
 use crate::config::{Destination, Runtime};
@@ -39,6 +39,9 @@ pub struct DestinationTokens {
     tenant_endpoints: moka::future::Cache<(String, String), Arc<TokenEndpoint>>,
     /// The bound IAS service's endpoint, for `IASDependencyName` exchanges.
     ias: Option<Arc<TokenEndpoint>>,
+    /// Per destination with one token endpoint (not per tenant): its current
+    /// client_credentials token, read without a cache lookup.
+    technical: HashMap<String, TokenSlot>,
 }
 
 /// The IAS `resource` that names a dependency (App2App).
@@ -111,9 +114,15 @@ impl DestinationTokens {
                 }
                 _ => None,
             };
+        let technical = endpoints
+            .keys()
+            .filter(|name| !tenant_modes.contains_key(*name))
+            .map(|name| (name.clone(), TokenSlot::default()))
+            .collect();
         Ok(Self {
             service,
             endpoints,
+            technical,
             tenant_modes,
             tenant_endpoints: moka::future::Cache::new(TENANT_ENDPOINTS),
             ias,
@@ -205,7 +214,6 @@ impl DestinationTokens {
                 audience,
                 ..
             } => {
-                let endpoint = self.endpoint(destination, tenant).await?;
                 let grant = match (flow, user) {
                     (OAuthFlow::ClientCredentials, _)
                     | (OAuthFlow::UserTokenOrClientCredentials, None) => Grant::ClientCredentials,
@@ -217,6 +225,15 @@ impl DestinationTokens {
                     },
                     (OAuthFlow::JwtBearer, None) => return Err(TokenError::UserRequired),
                 };
+                // The hot path of technical tokens: no endpoint, request or cache key built.
+                let slot = match grant {
+                    Grant::ClientCredentials => self.technical.get(&destination.name),
+                    _ => None,
+                };
+                if let Some(token) = slot.and_then(|slot| self.service.fresh_in(slot)) {
+                    return Ok(Some(token.authorization()));
+                }
+                let endpoint = self.endpoint(destination, tenant).await?;
                 let request = TokenRequest {
                     grant,
                     scope: scope.clone(),
@@ -224,6 +241,9 @@ impl DestinationTokens {
                     resource: None,
                 };
                 let token = self.service.token(&endpoint, &request).await?;
+                if let Some(slot) = slot {
+                    slot.fill(token.clone());
+                }
                 Ok(Some(token.authorization()))
             }
         }

@@ -7,14 +7,16 @@
 //! token itself) — so a token minted for one user is never handed to another. Concurrent misses
 //! for one key make a single request (moka's `try_get_with`); failures are not cached; transient
 //! failures (connect errors, 5xx, 429) are retried a bounded number of times with backoff.
-//! Tokens and secrets never appear in logs or errors.
+//! A destination's technical (client_credentials) token is also kept in its [`TokenSlot`] and
+//! read from there while fresh, so the hot path builds no key. Tokens and secrets never appear
+//! in logs or errors.
 
 pub mod destination;
 pub mod endpoint;
 pub mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::future::Cache;
 use moka::policy::Expiry;
@@ -119,6 +121,18 @@ impl Expiry<TokenKey, Arc<Token>> for TokenExpiry {
     }
 }
 
+/// The token last handed out for one fixed request — a destination's technical token — read
+/// while it is fresh ([`TokenService::fresh_in`]) without building a cache key or touching the
+/// cache. Fill a slot only with tokens of that one endpoint and request.
+#[derive(Debug, Default)]
+pub struct TokenSlot(arc_swap::ArcSwapOption<Token>);
+
+impl TokenSlot {
+    pub fn fill(&self, token: Arc<Token>) {
+        self.0.store(Some(token));
+    }
+}
+
 /// Counters for tests and, later, metrics.
 #[derive(Debug, Default)]
 pub struct TokenStats {
@@ -209,6 +223,15 @@ impl TokenService {
             .map_err(|err| (*err).clone())
     }
 
+    /// The token in `slot` while the cache would still hand it out (counted as a cache hit).
+    pub fn fresh_in(&self, slot: &TokenSlot) -> Option<Arc<Token>> {
+        let token = slot.0.load_full().filter(|t| t.fresh())?;
+        self.stats
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(token)
+    }
+
     /// Forgets the cached token for `request` at `endpoint` (after a service rejected it), so
     /// the next caller fetches a new one.
     pub async fn forget(&self, endpoint: &TokenEndpoint, request: &TokenRequest) {
@@ -225,12 +248,8 @@ impl TokenService {
             scope: request.scope.clone(),
             audience: request.audience.clone(),
             resource: request.resource.clone(),
-            subject: request.grant.subject().map(|s| {
-                let digest = ring::digest::digest(&ring::digest::SHA256, s.expose().as_bytes());
-                let mut out = [0u8; 32];
-                out.copy_from_slice(digest.as_ref());
-                out
-            }),
+            // Computed once per user token (the JWT check of the request already did).
+            subject: request.grant.subject().map(|s| *s.fingerprint()),
         }
     }
 
@@ -247,11 +266,6 @@ impl TokenService {
         request: &TokenRequest,
     ) -> Result<Token, TokenError> {
         self.fetch(endpoint, request).await
-    }
-
-    /// Forgets every cached token (e.g. after the backend rejected one).
-    pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
     }
 
     fn client_for<'a>(&'a self, auth: &'a ClientAuth) -> Result<&'a reqwest::Client, TokenError> {
@@ -429,15 +443,14 @@ impl TokenService {
         let lifetime = response.lifetime(now).ok_or_else(|| {
             TokenError::BadResponse("neither `expires_in` nor an `exp` claim".to_owned())
         })?;
-        Ok(Token {
-            cache_for: self.policy.cache_for(lifetime)?,
-            access_token: crate::secret::Secret::new(response.access_token),
-            token_type: response.token_type.unwrap_or_else(|| "bearer".to_owned()),
-            refresh_token: response.refresh_token.map(crate::secret::Secret::new),
-            id_token: response.id_token.map(crate::secret::Secret::new),
-            issued_at: Instant::now(),
+        Ok(Token::new(
+            crate::secret::Secret::new(response.access_token),
+            response.token_type.unwrap_or_else(|| "bearer".to_owned()),
+            response.refresh_token.map(crate::secret::Secret::new),
+            response.id_token.map(crate::secret::Secret::new),
             lifetime,
-        })
+            self.policy.cache_for(lifetime)?,
+        ))
     }
 }
 

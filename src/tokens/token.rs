@@ -81,12 +81,39 @@ pub struct Token {
     pub lifetime: Duration,
     /// How long the cache hands it out: until shortly before it expires.
     pub cache_for: Duration,
+    /// `Bearer <access token>`, built once: a cached token is sent many times.
+    bearer: Secret,
 }
 
 impl Token {
+    pub fn new(
+        access_token: Secret,
+        token_type: String,
+        refresh_token: Option<Secret>,
+        id_token: Option<Secret>,
+        lifetime: Duration,
+        cache_for: Duration,
+    ) -> Self {
+        Self {
+            bearer: Secret::new(format!("Bearer {}", access_token.expose())),
+            access_token,
+            token_type,
+            refresh_token,
+            id_token,
+            issued_at: Instant::now(),
+            lifetime,
+            cache_for,
+        }
+    }
+
+    /// Whether the cache would still hand it out.
+    pub fn fresh(&self) -> bool {
+        self.issued_at.elapsed() < self.cache_for
+    }
+
     /// The `Authorization` header value (`Bearer <token>`).
     pub fn authorization(&self) -> Secret {
-        Secret::new(format!("Bearer {}", self.access_token.expose()))
+        self.bearer.clone()
     }
 }
 
