@@ -32,9 +32,10 @@ use crate::identity::rotation::IdentityStore;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most an upstream connection buffers when reading (response head and body chunks). hyper's
-/// default (~400 KiB) let 256 concurrent 1 MiB downloads hold ~190 MiB; 64 KiB keeps large
-/// downloads as fast and bounds a response head (nginx's `proxy_buffer_size` is 4–8 KiB).
-const UPSTREAM_READ_BUFFER: usize = 64 * 1024;
+/// default (~400 KiB) let 256 concurrent 1 MiB downloads hold ~190 MiB, 64 KiB ~66 MiB, 32 KiB
+/// ~47 MiB at the same throughput (docs/benchmarks.md); it also bounds a response head (nginx's
+/// `proxy_buffer_size` is 4–8 KiB).
+const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
 /// The pooled hyper-util client proxied requests take (HTTP or HTTPS with the destination's TLS).
 pub type ForwardClient = hyper_util::client::legacy::Client<
