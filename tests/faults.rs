@@ -318,6 +318,35 @@ async fn garbage_answers_are_502() {
     }
 }
 
+/// An upstream response head is read into a buffer of at most 32 KiB (hyper stops with an error
+/// when that much holds no complete head; the read that completes a head may take it to about
+/// twice that). Node, under approuter, allows 16 KiB. A huge head is 502, a large one passes whole.
+#[tokio::test]
+async fn oversized_answer_heads_are_502_and_large_ones_pass() {
+    for (header_bytes, expected) in [(24 * 1024, 200), (256 * 1024, 502)] {
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\nok",
+            "a".repeat(header_bytes)
+        );
+        let (addr, _script) = scripted(Behaviour::Answer(answer.into_bytes())).await;
+        let (router, _good, _dir) =
+            router_with_bad(json!({"url": format!("http://{addr}")}), &[]).await;
+        let response = client()
+            .get(router.url("/bad/x"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), expected, "{header_bytes} header bytes");
+        if expected == 200 {
+            assert_eq!(
+                response.headers().get("x-big").map(|v| v.len()),
+                Some(header_bytes)
+            );
+        }
+        still_healthy(&router).await;
+    }
+}
+
 #[tokio::test]
 async fn failed_tls_handshakes_are_502() {
     let dir = api_app();

@@ -33,8 +33,9 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The most an upstream connection buffers when reading (response head and body chunks). hyper's
 /// default (~400 KiB) let 256 concurrent 1 MiB downloads hold ~190 MiB, 64 KiB ~66 MiB, 32 KiB
-/// ~47 MiB at the same throughput (docs/benchmarks.md); it also bounds a response head (nginx's
-/// `proxy_buffer_size` is 4–8 KiB).
+/// ~47 MiB at the same throughput (docs/benchmarks.md). It also bounds a response head: hyper
+/// gives up (502) when this much holds no complete head, and the read that completes one may
+/// take it to about twice this (nginx's `proxy_buffer_size` is 4–8 KiB, Node's limit 16 KiB).
 const UPSTREAM_READ_BUFFER: usize = 32 * 1024;
 
 /// The pooled hyper-util client proxied requests take (HTTP or HTTPS with the destination's TLS).
