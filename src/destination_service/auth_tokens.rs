@@ -99,8 +99,11 @@ pub fn headers_of(tokens: &[AuthToken], now_unix: i64) -> Result<TokenHeaders, A
             _ => continue,
         };
         if name.eq_ignore_ascii_case("authorization") {
-            HeaderValue::from_str(&value).map_err(|_| AuthTokenError::Unusable)?;
-            out.authorization = Some(Secret::new(value));
+            let authorization = Secret::new(value);
+            authorization
+                .header_value()
+                .ok_or(AuthTokenError::Unusable)?;
+            out.authorization = Some(authorization);
         } else {
             let name =
                 HeaderName::from_bytes(name.as_bytes()).map_err(|_| AuthTokenError::Unusable)?;

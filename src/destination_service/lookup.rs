@@ -158,19 +158,19 @@ impl LookupClient {
             name,
             percent_encoding::NON_ALPHANUMERIC,
         ));
-        let mut authorization = http::HeaderValue::from_str(token.authorization().expose())
-            .map_err(|_| LookupError::Token(TokenError::BadResponse("unusable token".into())))?;
-        authorization.set_sensitive(true);
+        let authorization = token
+            .authorization()
+            .header_value()
+            .ok_or_else(|| LookupError::Token(TokenError::BadResponse("unusable token".into())))?;
         let mut request = self
             .http
             .get(url)
             .header(http::header::AUTHORIZATION, authorization)
             .header(http::header::ACCEPT, "application/json");
         if let Some(user) = user {
-            let mut value = http::HeaderValue::from_str(user.expose()).map_err(|_| {
+            let value = user.header_value().ok_or_else(|| {
                 LookupError::BadAnswer("the user's token is not a header value".into())
             })?;
-            value.set_sensitive(true);
             request = request.header("x-user-token", value);
         }
         self.sent.fetch_add(1, Ordering::Relaxed);

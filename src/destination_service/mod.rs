@@ -372,7 +372,7 @@ impl DestinationService {
         }
         let authorization = tokens.authorization.or(basic);
         if let Some(value) = &authorization
-            && HeaderValue::from_str(value.expose()).is_err()
+            && value.header_value().is_none()
         {
             return refused(ResolveError::Refused(Refusal::Invalid(
                 "`User`/`Password` are not usable in an HTTP header".into(),
