@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::browser::{Browser, bearer, echo};
+use support::browser::{Browser, bearer, echo, location};
 use support::pki::Pki;
 use support::redis::RedisServer;
 use support::token_service::TokenService;
@@ -195,6 +195,42 @@ async fn log_in_on_one_instance_continue_and_log_out_on_another() {
             .await
             .expect("send");
         assert_eq!(replay.status(), 302, "logged out everywhere: back to login");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_started_on_one_instance_finishes_on_another() {
+    let redis = RedisServer::start().await;
+    let site = Site::new().await;
+    let env = site.redis_url(&redis);
+    let a = site.router(&env).await;
+    let b = site.router(&env).await;
+    let mut browser = Browser::default();
+    let start = browser.get(&a.url("/app/x"), &[]).await;
+    assert_eq!(start.status(), 302, "login starts on A");
+    let nonce = browser.cookies["XSROUTER_LOGIN"].clone();
+    let idp = browser.get(&location(&start), &[]).await;
+    assert_eq!(idp.status(), 302);
+    let callback = location(&idp);
+    // Behind one load balancer both instances answer the same URL: here the callback goes to B.
+    let on_b = callback.replacen(&a.url("/"), &b.url("/"), 1);
+    assert_ne!(on_b, callback);
+    let back = browser.get(&on_b, &[]).await;
+    assert_eq!(back.status(), 302, "{:?}", back.text().await);
+    assert_eq!(location(&back), "/app/x");
+    let token = bearer(&echo(browser.get(&a.url("/app/x"), &[]).await).await);
+    assert_eq!(site.ts.claims(&token)["user_name"], "alice");
+
+    // The login was taken from Redis: the same callback, with its login cookie, is refused on
+    // both instances.
+    for router in [&a, &b] {
+        let replay = client()
+            .get(callback.replacen(&a.url("/"), &router.url("/"), 1))
+            .header("cookie", format!("XSROUTER_LOGIN={nonce}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(replay.status(), 401);
     }
 }
 

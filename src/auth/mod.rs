@@ -139,6 +139,7 @@ impl Auth {
             })
         });
         Ok(Self {
+            logins: PendingLogins::new(&store),
             store,
             cookie: CookiePolicy {
                 name: settings.session_cookie_name.clone(),
@@ -148,7 +149,6 @@ impl Auth {
             },
             xsuaa: provider(AuthServiceKind::Xsuaa)?,
             ias: provider(AuthServiceKind::Ias)?,
-            logins: PendingLogins::default(),
             tokens,
             callback_path: runtime
                 .xs_app
@@ -388,7 +388,11 @@ impl Auth {
                 tenant,
                 secure_cookie: self.cookie.secure.unwrap_or(https),
             })
-            .await;
+            .await
+            .map_err(|err| {
+                tracing::warn!(error = %err, "the login could not be stored");
+                Rejection::ServiceUnavailable("Service Unavailable").into_response()
+            })?;
         Err(redirect(&start.location, &[start.cookie]))
     }
 
@@ -405,9 +409,16 @@ impl Auth {
         let Some(nonce) = cookie_value(headers, LOGIN_COOKIE) else {
             return Rejection::BadRequest("Bad Request: no login in progress").into_response();
         };
-        let Some(pending) = self.logins.take(nonce).await else {
-            return Rejection::Unauthorized("Unauthorized: login expired or unknown")
-                .into_response();
+        let pending = match self.logins.take(nonce).await {
+            Ok(Some(pending)) => pending,
+            Ok(None) => {
+                return Rejection::Unauthorized("Unauthorized: login expired or unknown")
+                    .into_response();
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the login could not be read from the session store");
+                return Rejection::ServiceUnavailable("Service Unavailable").into_response();
+            }
         };
         if pending.tenant.as_deref() != self.tenant_of(headers) {
             tracing::info!("a login callback arrived on another tenant's host than its start");

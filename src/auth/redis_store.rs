@@ -64,6 +64,13 @@ local value = redis.call('GET', KEYS[1])
 if value then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return value
 ";
+/// Returns the record and removes it, in one step (a record taken once, e.g. a login in
+/// progress). KEYS: record.
+const TAKE_SCRIPT: &str = r"
+local value = redis.call('GET', KEYS[1])
+if value then redis.call('DEL', KEYS[1]) end
+return value
+";
 /// Writes the record unless the session was ended. KEYS: session, marker. ARGV: value, ttl ms.
 const SAVE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -292,6 +299,7 @@ pub struct RedisStore {
     ttl_ms: u64,
     retry: RetryPolicy,
     load: Script,
+    take: Script,
     save: Script,
     delete: Script,
 }
@@ -450,6 +458,7 @@ impl RedisStore {
             ttl_ms: u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1),
             retry,
             load: Script::new(LOAD_SCRIPT),
+            take: Script::new(TAKE_SCRIPT),
             save: Script::new(SAVE_SCRIPT),
             delete: Script::new(DELETE_SCRIPT),
         })
@@ -504,15 +513,26 @@ impl RedisStore {
                 &[ttl.as_bytes()],
             )
             .await?;
-        let Some(record) = record else {
+        Ok(self.open(id, record))
+    }
+
+    async fn take_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        if id.len() > MAX_ID_LEN {
             return Ok(None);
-        };
-        match self.cipher.open(id, &record) {
-            Ok(session) => Ok(Some(session)),
+        }
+        let record: Option<Vec<u8>> = self
+            .script("take", &self.take, &[&self.cipher.redis_key(id)], &[])
+            .await?;
+        Ok(self.open(id, record))
+    }
+
+    fn open(&self, id: &str, record: Option<Vec<u8>>) -> Option<Session> {
+        match self.cipher.open(id, &record?) {
+            Ok(session) => Some(session),
             Err(err) => {
                 // Another secret (a rotation) or tampering: the user logs in again.
                 tracing::warn!(instance = %self.instance, error = %err, "stored session ignored");
-                Ok(None)
+                None
             }
         }
     }
@@ -574,6 +594,15 @@ impl SessionStore for RedisStore {
     fn delete(&self, id: &str) -> BoxFuture<'_, Result<(), StoreError>> {
         let id = id.to_owned();
         Box::pin(async move { self.delete_session(&id).await })
+    }
+
+    fn take(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.take_session(&id).await })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Session {
     #[serde(default)]
     pub backend_cookies:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, Secret>>,
+    /// Only in the records of logins in progress kept in a shared store (never together with
+    /// a user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_login: Option<super::login::PendingLogin>,
 }
 
 impl Session {
@@ -76,6 +80,7 @@ impl Session {
             user: None,
             csrf_token: None,
             backend_cookies: Default::default(),
+            pending_login: None,
         }
     }
 }
@@ -99,6 +104,23 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     /// How many sessions the store holds, when that is cheap to know (for the metrics).
     fn active_sessions(&self) -> BoxFuture<'_, Option<u64>> {
         Box::pin(async { None })
+    }
+    /// Loads and removes a record that is used once (a login in progress), without marking it
+    /// ended; atomically where the store can.
+    fn take(&self, id: &str) -> BoxFuture<'_, Result<Option<Session>, StoreError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let record = self.load(&id).await?;
+            if record.is_some() {
+                self.delete(&id).await?;
+            }
+            Ok(record)
+        })
+    }
+    /// Whether other router instances see what this one stores (then logins in progress are
+    /// kept here too, so a login may finish on another instance than the one it started on).
+    fn shared(&self) -> bool {
+        false
     }
 }
 
