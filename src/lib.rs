@@ -6,6 +6,7 @@
 //! of this reads.
 
 pub mod auth;
+pub mod civil_time;
 pub mod client_timeouts;
 pub mod compression;
 pub mod config;

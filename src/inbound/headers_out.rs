@@ -11,8 +11,9 @@ use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::client_cert::{ClientCertificate, civil, printable};
+use super::client_cert::{ClientCertificate, printable};
 use super::forwarded::{ForwardedCertError, parse_xfcc};
+use crate::civil_time::civil;
 
 /// The default limit for one header value.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 8 * 1024;
