@@ -41,22 +41,7 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     // The router may answer and close before it has read everything: a failed write is fine.
     let _ = stream.write_all(request).await;
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(
-        read.is_ok(),
-        "the router neither answered nor closed within 10 s"
-    );
-    buf
+    read_to_close(&mut stream).await
 }
 
 /// The status codes of every response in `bytes`, in order.

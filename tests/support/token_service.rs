@@ -125,18 +125,7 @@ impl Zone {
     pub fn zid(&self) -> String {
         match &self.subdomain {
             None => ZONE_ID.to_owned(),
-            Some(sub) => {
-                let digest = ring::digest::digest(&ring::digest::SHA256, sub.as_bytes());
-                let h = hex(&digest.as_ref()[..16]);
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &h[..8],
-                    &h[8..12],
-                    &h[12..16],
-                    &h[16..20],
-                    &h[20..32]
-                )
-            }
+            Some(sub) => uuid_of(sub),
         }
     }
 
@@ -276,6 +265,20 @@ fn is_pkce_string(s: &str) -> bool {
     (43..=128).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// A stable UUID-shaped id for `name` (from its SHA-256), as XSUAA's zone and user ids look.
+fn uuid_of(name: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    let h = hex(&digest.as_ref()[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -522,19 +525,7 @@ impl TokenService {
         scopes: &[&str],
         expires_in: u64,
     ) -> String {
-        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
-        let user_claims = user_claims(user);
-        self.inner
-            .sign_token(
-                &Zone::default(),
-                client_id,
-                "authorization_code",
-                &scopes,
-                &[],
-                Some(&user_claims),
-                expires_in,
-            )
-            .0
+        self.user_token_in(&Zone::default(), user, client_id, scopes, expires_in)
     }
 
     /// Verifies `jwt`'s RS256 signature with the service's key and returns its claims (expiry is
@@ -647,11 +638,22 @@ impl TokenService {
         scopes: &[&str],
         expires_in: u64,
     ) -> String {
+        self.user_token_in(&Zone::named(subdomain), user, client_id, scopes, expires_in)
+    }
+
+    fn user_token_in(
+        &self,
+        zone: &Zone,
+        user: &str,
+        client_id: &str,
+        scopes: &[&str],
+        expires_in: u64,
+    ) -> String {
         let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
         let user_claims = user_claims(user);
         self.inner
             .sign_token(
-                &Zone::named(subdomain),
+                zone,
                 client_id,
                 "authorization_code",
                 &scopes,
@@ -796,16 +798,7 @@ fn error_code_for(status: u16) -> &'static str {
 
 /// The claims describing a user, as XSUAA puts them into user tokens.
 fn user_claims(user: &str) -> serde_json::Map<String, Value> {
-    let digest = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
-    let h = hex(&digest.as_ref()[..16]);
-    let user_id = format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    );
+    let user_id = uuid_of(user);
     let email = if user.contains('@') {
         user.to_owned()
     } else {
